@@ -1,0 +1,93 @@
+"""Settings in one typed place, read from the environment (prefix ``FINGERSPELL_``).
+
+Read them once with :func:`get_settings` at the edge (a flow, the CLI, the app) and pass
+values down; tasks take plain arguments and never re-read the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROBOFLOW_DEFAULT = "roboflow:david-lee-d0rhs/american-sign-language-letters/1"
+
+
+class Settings(BaseSettings):
+    """Where Fingerspell keeps its data and how it reaches MLflow and the dataset."""
+
+    model_config = SettingsConfigDict(env_prefix="FINGERSPELL_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path(".fingerspell"),
+        description="Data home: datasets, MLflow sqlite store and artifacts, ultralytics settings.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default sqlite:///<home>/mlflow.db.",
+    )
+    mlflow_artifact_root: str | None = Field(
+        default=None,
+        description="Artifact location for new experiments; default <home>/mlartifacts.",
+    )
+    experiment: str = Field(default="fingerspell", description="MLflow experiment name.")
+    dataset: str | None = Field(
+        default=None,
+        description="Dataset source: a local export folder, a .zip, or "
+        "roboflow:<workspace>/<project>/<version>.",
+    )
+    roboflow_api_key: SecretStr | None = Field(
+        default=None,
+        description="Roboflow key; ROBOFLOW_API_KEY is read too. Never logged.",
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to a sqlite file in the data home."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where new MLflow experiments put their artifacts."""
+        return self.mlflow_artifact_root or (self.home / "mlartifacts").as_uri()
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Folder holding acquired (content-addressed) and augmented datasets."""
+        return self.home / "datasets"
+
+    @property
+    def yolo_config_dir(self) -> Path:
+        """Ultralytics' settings folder, kept inside the data home, not in the user's home."""
+        return self.home / "ultralytics"
+
+    def roboflow_key(self) -> str | None:
+        """The Roboflow API key from settings or ``ROBOFLOW_API_KEY``, if any."""
+        if self.roboflow_api_key is not None:
+            return self.roboflow_api_key.get_secret_value()
+        return os.environ.get("ROBOFLOW_API_KEY") or None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read settings from the environment once per process."""
+    return Settings()
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Point third-party libraries at the data home before they are imported.
+
+    Ultralytics reads ``YOLO_CONFIG_DIR`` at import time, so this must run first.
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(settings.yolo_config_dir))
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
