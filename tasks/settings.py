@@ -55,9 +55,18 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
-    def artifact_root(self) -> str:
-        """Where new MLflow experiments put their artifacts."""
-        return self.mlflow_artifact_root or (self.home / "mlartifacts").as_uri()
+    def artifact_root(self) -> str | None:
+        """Where new MLflow experiments put their artifacts.
+
+        With a tracking server (http/https) the server decides, unless set explicitly; with a
+        local sqlite store the artifacts go under the data home (MLflow 3 would otherwise
+        write them relative to the working directory).
+        """
+        if self.mlflow_artifact_root:
+            return self.mlflow_artifact_root
+        if self.tracking_uri.startswith(("http://", "https://", "databricks")):
+            return None
+        return (self.home / "mlartifacts").as_uri()
 
     @property
     def datasets_dir(self) -> Path:

@@ -1,0 +1,228 @@
+"""Training flow: train → evaluate (test and valid) → log model → register → promotion gate.
+
+``python -m flows.train --dataset.id ID --dataset.uri URI --profile smoke`` runs it alone; the
+pipeline flow runs it after the data flow, nested under the pipeline's MLflow run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows import mlflow_runs
+from tasks.evaluate import EvalReport, evaluate
+from tasks.profiles import get_profile
+from tasks.recognize import export_onnx
+from tasks.records import DatasetRef, ModelVersion
+from tasks.registry import MODEL_NAME, PromotionDecision, decide_promotion, log_model, register
+from tasks.settings import get_settings, prepare_environment
+from tasks.train import TrainConfig, TrainResult, resolve_device, train
+
+
+class GateConfig(BaseModel):
+    """How a candidate is compared with the champion."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(default="test_map50", description="Metric compared (higher is better).")
+    margin: float = Field(
+        default=0.0, description="The candidate must beat the champion by more than this."
+    )
+
+
+class TrainParams(BaseModel):
+    """Which dataset to train on, with which recipe, and how to judge the result."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: DatasetRef = Field(description="The dataset, as the data flow returned it.")
+    profile: str = Field(default="cpu", description="Training recipe: smoke, demo, cpu or gpu.")
+    train: TrainConfig | None = Field(
+        default=None, description="A full recipe; overrides the profile when given."
+    )
+    gate: GateConfig = Field(default_factory=GateConfig)
+    reuse: bool = Field(
+        default=True,
+        description="Resume or reuse the run folder of the same dataset and recipe; "
+        "false always trains anew.",
+    )
+
+    def recipe(self) -> TrainConfig:
+        """The recipe in force: the explicit one, else the named profile."""
+        return self.train or get_profile(self.profile)
+
+
+class TrainOutcome(BaseModel):
+    """What the training flow produced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: ModelVersion
+    decision: PromotionDecision
+    train_run_id: str
+    evaluate_run_id: str
+    metrics: dict[str, float]
+
+
+@task(cache_policy=NO_CACHE, retries=1)
+def train_task(
+    dataset: DatasetRef, config: TrainConfig, runs_dir: Path, run_id: str
+) -> TrainResult:
+    """Train, resuming an interrupted run of the same dataset and recipe."""
+    return train(dataset.data_yaml, dataset.id, config, runs_dir, mlflow_run_id=run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_task(
+    weights: Path, dataset: DatasetRef, split: str, out_dir: Path, imgsz: int, device: str
+) -> EvalReport:
+    """Evaluate on one split and publish the report as Prefect artifacts."""
+    report = evaluate(
+        weights, dataset.data_yaml, split, out_dir, imgsz=imgsz, device=resolve_device(device)
+    )
+    create_markdown_artifact(key=f"evaluation-{split}", markdown=report.to_markdown())
+    create_table_artifact(key=f"per-letter-{split}", table=report.per_letter_rows())
+    return report
+
+
+def _log_training(client, run_id: str, result: TrainResult) -> None:
+    for file in sorted(result.run_dir.glob("*")):
+        if file.suffix in {".png", ".jpg", ".csv", ".yaml"}:
+            client.log_artifact(run_id, str(file), "training")
+    client.log_artifact(run_id, str(result.best), "weights")
+    for key, value in {
+        "epochs_completed": result.epochs_completed,
+        "train_seconds": result.train_seconds,
+        "train_images_per_second": result.images_per_second,
+    }.items():
+        client.log_metric(run_id, key, float(value))
+    client.set_tag(run_id, "resumed", str(result.resumed))
+
+
+def _log_report(client, run_id: str, report: EvalReport) -> None:
+    for key, value in report.metrics_dict().items():
+        client.log_metric(run_id, key, value)
+    mlflow_runs.log_json(
+        client, run_id, f"per_letter_{report.split}.json", report.per_letter_rows()
+    )
+    client.log_artifact(run_id, str(report.confusion_png), f"evaluation/{report.split}")
+    client.log_artifact(run_id, str(report.samples_jpg), f"evaluation/{report.split}")
+
+
+@flow(name="train", log_prints=True)
+def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOutcome:
+    """Train, evaluate, register and maybe promote a detector.
+
+    Args:
+        params: Dataset, recipe and promotion gate.
+        parent_run_id: MLflow run to nest under (the pipeline's), if any.
+
+    Returns:
+        The registered version, the gate's decision and the metrics.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    prepare_environment(settings)
+    client, experiment_id = mlflow_runs.connect(settings)
+    config = params.recipe()
+    dataset = params.dataset
+    runs_dir = settings.home / "runs"
+    if not params.reuse:
+        runs_dir = runs_dir / time.strftime("%Y%m%d-%H%M%S")
+    tags = {"dataset_id": dataset.id, "profile": params.profile}
+
+    with mlflow_runs.run(client, experiment_id, "train", parent_run_id, tags) as train_run:
+        mlflow_runs.log_params(
+            client,
+            train_run,
+            {"profile": params.profile, "dataset_id": dataset.id, "dataset_uri": dataset.uri}
+            | mlflow_runs.flatten("recipe", config.model_dump(mode="json")),
+        )
+        result = train_task(dataset, config, runs_dir, train_run)
+        _log_training(client, train_run, result)
+        onnx = export_onnx(result.best, config.imgsz, result.run_dir / "export")
+
+    eval_dir = result.run_dir / "evaluation"
+    with mlflow_runs.run(client, experiment_id, "evaluate", parent_run_id, tags) as eval_run:
+        reports = {
+            split: evaluate_task(result.best, dataset, split, eval_dir, config.imgsz, config.device)
+            for split in ("test", "valid")
+        }
+        metrics: dict[str, float] = {}
+        for report in reports.values():
+            _log_report(client, eval_run, report)
+            metrics |= report.metrics_dict()
+
+        eval_dataset_id = dataset.parent_id or dataset.id
+        model_uri = log_model(
+            train_run,
+            result.best,
+            onnx,
+            {
+                "names": list(dataset.names),
+                "imgsz": config.imgsz,
+                "dataset_id": dataset.id,
+                "eval_dataset_id": eval_dataset_id,
+                "profile": params.profile,
+                "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "metrics": metrics,
+            },
+        )
+        version = register(
+            model_uri,
+            {
+                "dataset_id": dataset.id,
+                "eval_dataset_id": eval_dataset_id,
+                "profile": params.profile,
+                "train_run_id": train_run,
+                "evaluate_run_id": eval_run,
+                **{f"metric.{k}": str(v) for k, v in metrics.items()},
+            },
+        )
+
+        def rescore(champion: ModelVersion) -> float:
+            # The champion was scored on other test data: score it again on ours.
+            import mlflow
+
+            folder = Path(
+                mlflow.artifacts.download_artifacts(
+                    f"models:/{MODEL_NAME}/{champion.version}", tracking_uri=settings.tracking_uri
+                )
+            )
+            weights = next(folder.rglob("best.pt"))
+            report = evaluate(
+                weights, dataset.data_yaml, "test", eval_dir / f"champion-v{champion.version}",
+                imgsz=config.imgsz, device=resolve_device(config.device),
+            )  # fmt: skip
+            return report.metrics_dict().get(params.gate.metric, float("nan"))
+
+        decision = decide_promotion(
+            version,
+            metrics.get(params.gate.metric),
+            eval_dataset_id,
+            params.gate.metric,
+            params.gate.margin,
+            rescore,
+        )
+        mlflow_runs.log_json(client, eval_run, "promotion.json", decision.model_dump())
+        client.set_tag(eval_run, "promotion", decision.alias or "none")
+        client.set_tag(eval_run, "model_version", version.version)
+    logger.info("registered %s v%s: %s", version.name, version.version, decision.reason)
+    return TrainOutcome(
+        model=version.model_copy(update={"metrics": metrics}),
+        decision=decision,
+        train_run_id=train_run,
+        evaluate_run_id=eval_run,
+        metrics=metrics,
+    )
+
+
+if __name__ == "__main__":
+    from flows.cli import run_cli
+
+    run_cli(train_flow, TrainParams, "python -m flows.train")

@@ -1,0 +1,336 @@
+"""Evaluate a trained detector on a split: detection mAP, top-1 letter accuracy, per-letter rows.
+
+Detection metrics come from ultralytics' validator; top-1 accuracy asks, image by image,
+whether the most confident detection names the image's letter (each image shows one hand).
+Letters with no box in the split are reported as *absent* (``None``), never as zero, so they
+cannot drag an average down. Any failure raises :class:`EvaluationError`: the registry relies
+on that so a broken evaluation never promotes a model.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import yaml
+from pydantic import Field, model_validator
+
+from tasks.eval_plots import plot_confusion, plot_samples, write_atomic
+from tasks.records import LETTERS, Record
+
+BACKGROUND = "background"
+CONFUSION_LABELS: tuple[str, ...] = (*LETTERS, BACKGROUND)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+SAMPLE_GRID = 4
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation could not be completed; no metrics were produced."""
+
+
+class LetterRow(Record):
+    """One letter's results; every metric is ``None`` when the letter is absent from the split."""
+
+    letter: str
+    n_boxes: int = Field(ge=0, description="Labelled boxes of this letter in the split.")
+    present: bool
+    ap50: float | None = None
+    ap50_95: float | None = None
+    top1_accuracy: float | None = None
+
+    @model_validator(mode="after")
+    def _absent_has_no_metrics(self) -> LetterRow:
+        if self.present != (self.n_boxes > 0):
+            raise ValueError(f"{self.letter}: present must equal n_boxes > 0")
+        if not self.present and (self.ap50, self.ap50_95, self.top1_accuracy) != (None,) * 3:
+            raise ValueError(f"{self.letter} is absent; its metrics must be None")
+        return self
+
+
+class EvalReport(Record):
+    """The outcome of one evaluation; only ever built from a complete evaluation."""
+
+    split: Literal["test", "valid"]
+    weights: str
+    imgsz: int
+    n_images: int = Field(gt=0)
+    map50: float
+    map50_95: float
+    precision: float
+    recall: float
+    top1_accuracy: float
+    per_letter: tuple[LetterRow, ...]
+    absent_letters: tuple[str, ...]
+    confusion: list[list[int]] = Field(
+        description="27×27 top-1 counts: rows true letter (+ background), cols predicted (+ none)."
+    )
+    confusion_labels: tuple[str, ...] = CONFUSION_LABELS
+    confusion_png: Path
+    samples_jpg: Path
+
+    def metrics_dict(self, prefix: str | None = None) -> dict[str, float]:
+        """Flat overall metrics for MLflow, e.g. ``{"test_map50": 0.91, ...}``.
+
+        Args:
+            prefix: Key prefix; defaults to the split name.
+
+        Returns:
+            Only finite floats (MLflow rejects NaN in some stores and they mean nothing here).
+        """
+        prefix = self.split if prefix is None else prefix
+        return {f"{prefix}_{k}": v for k, v in self._overall().items() if math.isfinite(v)}
+
+    def _overall(self) -> dict[str, float]:
+        return {
+            "map50": float(self.map50),
+            "map50_95": float(self.map50_95),
+            "precision": float(self.precision),
+            "recall": float(self.recall),
+            "top1": float(self.top1_accuracy),
+        }
+
+    def per_letter_rows(self) -> list[dict[str, Any]]:
+        """Per-letter rows as plain dicts (for an MLflow table artifact)."""
+        return [row.model_dump() for row in self.per_letter]
+
+    def to_markdown(self) -> str:
+        """A Markdown summary: overall metrics, then one row per letter (absent ones marked)."""
+
+        def cell(value: float | None) -> str:
+            return "absent" if value is None else f"{value:.3f}"
+
+        lines = [
+            f"## Evaluation on `{self.split}`",
+            "",
+            f"Weights `{self.weights}`, {self.n_images} images at imgsz {self.imgsz}.",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            *(f"| {k} | {v:.4f} |" for k, v in self._overall().items()),
+            "",
+            "| letter | boxes | AP50 | AP50-95 | top-1 |",
+            "|---|---|---|---|---|",
+        ]
+        for row in self.per_letter:
+            metrics = (cell(row.ap50), cell(row.ap50_95), cell(row.top1_accuracy))
+            lines.append(f"| {row.letter} | {row.n_boxes} | {' | '.join(metrics)} |")
+        if self.absent_letters:
+            lines += ["", f"Absent from this split: {', '.join(self.absent_letters)}."]
+        return "\n".join(lines) + "\n"
+
+
+class TopLetter(NamedTuple):
+    """The most confident detection in one image."""
+
+    class_id: int
+    confidence: float
+    box: tuple[float, float, float, float]
+
+
+def _top_letters(
+    weights: Path, images: list[Path], imgsz: int, device: str = "cpu", conf: float = 0.001
+) -> list[TopLetter | None]:
+    """Predict each image and keep its most confident detection (``None`` when there is none).
+
+    The one place where per-image prediction happens, so it can move to a shared recognizer.
+    """
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    results = model.predict(
+        source=[str(p) for p in images], imgsz=imgsz, device=device, conf=conf, stream=True,
+        verbose=False,
+    )  # fmt: skip
+    tops: list[TopLetter | None] = []
+    for result in results:
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            tops.append(None)
+            continue
+        best = int(boxes.conf.argmax())
+        x1, y1, x2, y2 = (float(v) for v in boxes.xyxy[best].tolist())
+        tops.append(TopLetter(int(boxes.cls[best]), float(boxes.conf[best]), (x1, y1, x2, y2)))
+    if len(tops) != len(images):
+        raise EvaluationError(f"predicted {len(tops)} of {len(images)} images with {weights}")
+    return tops
+
+
+def _split_images(data_yaml: Path, split: str) -> tuple[Path, dict[str, Any]]:
+    """The split's image folder and the yaml's contents, with the dataset root made absolute.
+
+    ``path: .`` in a Roboflow export means "next to data.yaml", but ultralytics would read it
+    relative to the working directory; resolving it here makes evaluation location-independent.
+    """
+    try:
+        spec = yaml.safe_load(data_yaml.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise EvaluationError(f"cannot read dataset spec {data_yaml}: {exc}") from exc
+    key = "val" if split == "valid" else split
+    if not isinstance(spec, dict) or not spec.get(key):
+        raise EvaluationError(f"{data_yaml} names no '{key}' split")
+    root = Path(str(spec.get("path") or "."))
+    root = root if root.is_absolute() else (data_yaml.parent / root).resolve()
+    images = root / str(spec[key])
+    if not images.exists() and str(spec[key]).startswith("../"):
+        images = root / str(spec[key])[3:]  # Roboflow writes ../test/images; ultralytics copes too
+    return images.resolve(), spec
+
+
+def _image_truths(images: list[Path]) -> list[int | None]:
+    """The class of each image's (first) labelled box, ``None`` when it has no box."""
+    truths: list[int | None] = []
+    for image in images:
+        label = image.parent.parent / "labels" / f"{image.stem}.txt"
+        lines = label.read_text().split("\n") if label.is_file() else []
+        first = next((line.split() for line in lines if line.strip()), None)
+        truths.append(int(float(first[0])) if first else None)
+    return truths
+
+
+def _confusion(truths: list[int | None], tops: list[TopLetter | None]) -> np.ndarray:
+    """27×27 top-1 counts; index 26 is "no labelled box" (rows) or "no detection" (columns)."""
+    none = len(LETTERS)
+    matrix = np.zeros((none + 1, none + 1), dtype=int)
+    for truth, top in zip(truths, tops, strict=True):
+        matrix[none if truth is None else truth, none if top is None else top.class_id] += 1
+    return matrix
+
+
+def _letter_rows(box: Any, counts: np.ndarray, labelled: np.ndarray) -> list[LetterRow]:
+    """One row per letter from the validator's per-class AP and the top-1 confusion rows.
+
+    ultralytics computes AP only for classes with targets (``ap_class_index``); every other
+    letter is absent and keeps ``None`` rather than the zeros some of its arrays hold.
+    """
+    position = {int(c): i for i, c in enumerate(box.ap_class_index)}
+    rows: list[LetterRow] = []
+    for cls, letter in enumerate(LETTERS):
+        n_boxes = int(counts[cls]) if cls < len(counts) else 0
+        index = position.get(cls) if n_boxes else None
+        seen = int(labelled[cls].sum())
+        rows.append(
+            LetterRow(
+                letter=letter,
+                n_boxes=n_boxes,
+                present=n_boxes > 0,
+                ap50=None if index is None else float(box.ap50[index]),
+                ap50_95=None if index is None else float(box.ap[index]),
+                top1_accuracy=float(labelled[cls, cls] / seen) if n_boxes and seen else None,
+            )
+        )
+    return rows
+
+
+def evaluate(
+    weights: Path,
+    data_yaml: Path,
+    split: Literal["test", "valid"],
+    out_dir: Path,
+    imgsz: int = 320,
+    batch: int = 16,
+    device: str = "cpu",
+    conf: float = 0.001,
+) -> EvalReport:
+    """Evaluate ``weights`` on one split of a YOLO dataset and draw the report's pictures.
+
+    Args:
+        weights: A trained ultralytics ``.pt`` file with the 26 letter classes.
+        data_yaml: The dataset's ``data.yaml``.
+        split: ``"test"`` or ``"valid"``.
+        out_dir: Folder for the validator's run folder and the artifacts (under ``out_dir/split``).
+        imgsz: Inference image size.
+        batch: Validation batch size.
+        device: Torch device, e.g. ``"cpu"`` or ``"0"``.
+        conf: Confidence threshold for validation and for top-1 predictions.
+
+    Returns:
+        The complete report.
+
+    Raises:
+        EvaluationError: The weights or dataset are missing or unreadable, the split is empty,
+            or validation failed. Nothing partial is ever returned.
+    """
+    weights, data_yaml = Path(weights), Path(data_yaml)
+    if not weights.is_file():
+        raise EvaluationError(f"weights not found: {weights}")
+    if not data_yaml.is_file():
+        raise EvaluationError(f"dataset spec not found: {data_yaml}")
+    images_dir, spec = _split_images(data_yaml, split)
+    images = sorted(
+        p for p in (images_dir.iterdir() if images_dir.is_dir() else ())
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    )  # fmt: skip
+    if not images:
+        raise EvaluationError(f"split '{split}' of {data_yaml} has no images in {images_dir}")
+
+    from ultralytics import YOLO
+
+    try:
+        model = YOLO(str(weights))
+    except Exception as exc:
+        raise EvaluationError(f"cannot load weights {weights}: {exc}") from exc
+    if len(model.names) != len(LETTERS):
+        raise EvaluationError(f"weights {weights} have {len(model.names)} classes, not 26 letters")
+
+    run_dir = Path(out_dir) / split
+    # The validator gets a spec whose root is absolute and whose val split is the one asked for.
+    resolved = {"path": str(images_dir.parent), "train": str(images_dir), "val": str(images_dir)}
+    resolved |= {"names": spec.get("names", list(LETTERS)), "nc": len(LETTERS)}
+    data_file = write_atomic(run_dir / "data.yaml", yaml.safe_dump(resolved).encode())
+    try:
+        metrics = model.val(
+            data=str(data_file), split="val", imgsz=imgsz, batch=batch, device=device, conf=conf,
+            plots=False, project=str(Path(out_dir).resolve()), name=split, exist_ok=True,
+            verbose=False,
+        )  # fmt: skip
+        tops = _top_letters(weights, images, imgsz, device=device, conf=conf)
+    except EvaluationError:
+        raise
+    except Exception as exc:
+        raise EvaluationError(f"evaluating {weights} on {images_dir} failed: {exc}") from exc
+    counts = getattr(metrics, "nt_per_class", None)
+    if counts is None or int(np.sum(counts)) == 0:
+        raise EvaluationError(f"split '{split}' of {data_yaml} has no labelled boxes")
+
+    truths = _image_truths(images)
+    confusion = _confusion(truths, tops)
+    labelled = confusion[: len(LETTERS)]  # images without a box have no letter to get right
+    if labelled.sum() == 0:
+        raise EvaluationError(f"split '{split}' of {data_yaml} has no labelled images")
+    rows = _letter_rows(metrics.box, counts, labelled)
+
+    # Spread the sample grid over the (name-sorted, hence letter-sorted) images for variety.
+    picks = np.unique(np.linspace(0, len(images) - 1, SAMPLE_GRID**2).round().astype(int))
+    try:
+        confusion_png = plot_confusion(
+            confusion, CONFUSION_LABELS, run_dir / "confusion_matrix.png",
+            title=f"Top-1 letters on {split} ({len(images)} images)",
+        )  # fmt: skip
+        samples_jpg = plot_samples(
+            [images[i] for i in picks],
+            [None if (t := tops[i]) is None else (LETTERS[t.class_id], *t[1:]) for i in picks],
+            [CONFUSION_LABELS[-1 if truths[i] is None else truths[i]] for i in picks],
+            run_dir / "samples.jpg",
+            columns=SAMPLE_GRID,
+        )
+    except Exception as exc:  # a report without its pictures would be a partial report
+        raise EvaluationError(f"writing evaluation artifacts to {run_dir} failed: {exc}") from exc
+    box = metrics.box
+    return EvalReport(
+        split=split,
+        weights=str(weights),
+        imgsz=imgsz,
+        n_images=len(images),
+        map50=float(box.map50),
+        map50_95=float(box.map),
+        precision=float(box.mp),
+        recall=float(box.mr),
+        top1_accuracy=float(np.trace(labelled[:, : len(LETTERS)]) / labelled.sum()),
+        per_letter=tuple(rows),
+        absent_letters=tuple(r.letter for r in rows if not r.present),
+        confusion=confusion.tolist(),
+        confusion_png=confusion_png,
+        samples_jpg=samples_jpg,
+    )

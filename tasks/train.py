@@ -1,0 +1,266 @@
+"""Train an Ultralytics YOLO detector; an interrupted training resumes from ``last.pt``.
+
+MLflow: ultralytics' own MLflow callback is switched off on purpose. It reads global env
+vars, calls ``mlflow.autolog()``, may open and close runs itself and logs nothing under
+pytest, so the run tree would depend on where it runs. Instead this module adds its own
+callbacks that log to an explicit run id (params at start, metrics each epoch), and the
+caller logs the artifacts. One run tree, the same everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+DONE_MARKER = "fingerspell-train.json"
+
+
+class TrainConfig(BaseModel):
+    """How to train the detector (the Prefect UI renders this as a form)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(
+        default="yolo11n.pt",
+        description="Ultralytics weights or model yaml: yolo11n.pt is pretrained (needs internet); "
+        "yolo11n.yaml trains from scratch.",
+    )
+    imgsz: int = Field(default=640, ge=64, le=1280, description="Training image size (pixels).")
+    epochs: int = Field(default=100, ge=1, description="Maximum epochs.")
+    batch: int = Field(default=16, ge=1, description="Batch size.")
+    time_hours: float | None = Field(
+        default=None, gt=0, description="Time budget in hours; overrides epochs when set."
+    )
+    patience: int = Field(default=50, ge=0, description="Early-stop patience (epochs).")
+    seed: int = Field(default=0, description="Random seed.")
+    device: str = Field(default="auto", description="auto (GPU if present), cpu, 0, 0,1 …")
+    workers: int = Field(default=2, ge=0, description="Dataloader worker processes.")
+    fraction: float = Field(
+        default=1.0, gt=0, le=1, description="Fraction of the train split to use."
+    )
+    cache: Literal["none", "ram", "disk"] = Field(
+        default="none", description="Cache decoded images: none, ram or disk."
+    )
+    optimizer: str = Field(default="auto", description="Ultralytics optimizer name or auto.")
+    overrides: dict[str, float | int | str | bool] = Field(
+        default_factory=dict,
+        description="Further ultralytics train arguments (lr0, mosaic, close_mosaic, …).",
+    )
+
+    def key(self, dataset_id: str) -> str:
+        """A stable id for (dataset, recipe): a retried training finds its own checkpoint."""
+        recipe = self.model_dump(mode="json", exclude={"workers", "device"})
+        digest = hashlib.sha256(json.dumps([dataset_id, recipe], sort_keys=True).encode())
+        return digest.hexdigest()[:16]
+
+    def ultralytics_args(self) -> dict[str, Any]:
+        """The keyword arguments for ``YOLO.train`` that this config sets."""
+        args: dict[str, Any] = {
+            "imgsz": self.imgsz,
+            "epochs": self.epochs,
+            "batch": self.batch,
+            "patience": self.patience,
+            "seed": self.seed,
+            "deterministic": True,
+            "device": resolve_device(self.device),
+            "workers": self.workers,
+            "fraction": self.fraction,
+            "cache": False if self.cache == "none" else self.cache,
+            "optimizer": self.optimizer,
+            **self.overrides,
+        }
+        if self.time_hours is not None:
+            args["time"] = self.time_hours
+        return args
+
+
+class TrainResult(BaseModel):
+    """What a finished training left behind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_dir: Path
+    best: Path
+    last: Path
+    epochs_completed: int
+    resumed: bool
+    train_seconds: float
+    images_per_second: float
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    """Turn ``auto`` into the first GPU when one is present, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+def _quiet_ultralytics() -> None:
+    """Disable ultralytics' own MLflow logging and analytics (see module docstring)."""
+    from ultralytics.utils import SETTINGS
+
+    wanted = {"mlflow": False, "sync": False}
+    if any(SETTINGS.get(k) != v for k, v in wanted.items()):
+        SETTINGS.update(wanted)
+
+
+def _clean_metrics(values: dict[str, Any]) -> dict[str, float]:
+    """MLflow metric names may not hold parentheses; values must be finite floats."""
+    clean: dict[str, float] = {}
+    for name, value in values.items():
+        number = float(value)
+        if number == number and abs(number) != float("inf"):
+            clean[name.replace("(", "").replace(")", "")] = number
+    return clean
+
+
+class _MlflowLogger:
+    """Ultralytics callbacks that log to one explicit MLflow run."""
+
+    def __init__(self, run_id: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient()
+        self.run_id = run_id
+
+    def params(self, trainer: Any) -> None:
+        from mlflow.entities import Param
+
+        logged = set(self.client.get_run(self.run_id).data.params)
+        params = [
+            Param(f"yolo.{k}", str(v)[:6000])
+            for k, v in sorted(vars(trainer.args).items())
+            if f"yolo.{k}" not in logged  # a resumed run must not re-log (params are immutable)
+        ]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
+
+    def epoch(self, trainer: Any) -> None:
+        from mlflow.entities import Metric
+
+        values = {
+            **trainer.label_loss_items(trainer.tloss, prefix="train"),
+            **trainer.lr,
+            **(trainer.metrics or {}),
+        }
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, trainer.epoch) for k, v in _clean_metrics(values).items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+
+def _read_results(csv_path: Path) -> list[dict[str, float]]:
+    if not csv_path.exists():
+        return []
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{k.strip(): float(v) for k, v in row.items() if v.strip()} for row in rows]
+
+
+def throughput(run_dir: Path, n_train_images: int) -> tuple[int, float, float]:
+    """Epochs, wall seconds and train images per second of a run, from its ``results.csv``.
+
+    The same formula serves the flow and the plain ``yolo train`` CLI in the benchmark.
+    """
+    rows = _read_results(run_dir / "results.csv")
+    if not rows:
+        return 0, 0.0, 0.0
+    seconds = rows[-1].get("time", 0.0)
+    epochs = len(rows)
+    return epochs, seconds, (epochs * n_train_images / seconds) if seconds else 0.0
+
+
+def count_train_images(data_yaml: Path) -> int:
+    """Number of images in the train split that ``data_yaml`` names."""
+    import yaml
+
+    spec = yaml.safe_load(data_yaml.read_text())
+    root = Path(spec.get("path") or data_yaml.parent)
+    folder = root / spec["train"] if not Path(spec["train"]).is_absolute() else Path(spec["train"])
+    return sum(1 for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+
+
+def train(
+    data_yaml: Path,
+    dataset_id: str,
+    config: TrainConfig,
+    runs_dir: Path,
+    mlflow_run_id: str | None = None,
+) -> TrainResult:
+    """Train (or resume, or reuse) a detector for one dataset and recipe.
+
+    The run folder is ``runs_dir/<config.key(dataset_id)>``: a retried training finds its
+    ``last.pt`` there and resumes from it, and a finished one is returned as it is.
+
+    Args:
+        data_yaml: The dataset's ``data.yaml`` (absolute paths).
+        dataset_id: Content id of the dataset, part of the run folder's key.
+        config: The training recipe.
+        runs_dir: Where run folders live.
+        mlflow_run_id: If given, params and per-epoch metrics are logged to this run.
+
+    Returns:
+        Paths of the weights and a summary of the training.
+    """
+    _quiet_ultralytics()
+    from ultralytics import YOLO
+
+    run_dir = runs_dir / config.key(dataset_id)
+    weights = run_dir / "weights"
+    done = run_dir / DONE_MARKER
+    if done.exists() and (weights / "best.pt").exists():
+        log.info("training %s already finished; reusing %s", run_dir.name, weights / "best.pt")
+        return TrainResult.model_validate_json(done.read_text())
+
+    resumed = (weights / "last.pt").exists()
+    if resumed:
+        log.info("resuming interrupted training from %s", weights / "last.pt")
+        model = YOLO(str(weights / "last.pt"))
+        kwargs: dict[str, Any] = {"resume": True, "data": str(data_yaml)}
+        kwargs.update({k: v for k, v in config.ultralytics_args().items() if k in ("workers",)})
+    else:
+        model = YOLO(config.model)
+        kwargs = {
+            **config.ultralytics_args(),
+            "data": str(data_yaml),
+            "project": str(runs_dir),
+            "name": run_dir.name,
+            "exist_ok": True,
+            "plots": True,
+            "verbose": False,
+        }
+    if mlflow_run_id:
+        logger = _MlflowLogger(mlflow_run_id)
+        model.add_callback("on_pretrain_routine_end", logger.params)
+        model.add_callback("on_fit_epoch_end", logger.epoch)
+
+    model.train(**kwargs)
+    trainer = model.trainer
+    epochs, seconds, rate = throughput(run_dir, count_train_images(data_yaml))
+    best = weights / "best.pt" if (weights / "best.pt").exists() else weights / "last.pt"
+    result = TrainResult(
+        run_dir=run_dir,
+        best=best,
+        last=weights / "last.pt",
+        epochs_completed=epochs,
+        resumed=resumed,
+        train_seconds=seconds,
+        images_per_second=rate * config.fraction,
+        metrics=_clean_metrics(getattr(trainer, "metrics", None) or {}),
+    )
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(result.model_dump_json(indent=2))
+    os.replace(tmp, done)
+    return result
