@@ -192,6 +192,22 @@ def count_train_images(data_yaml: Path) -> int:
     return sum(1 for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
 
+def _usable_checkpoint(path: Path) -> bool:
+    """True if ``path`` is a checkpoint to resume from; a corrupt one is set aside."""
+    if not path.exists():
+        return False
+    try:
+        import torch
+
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a kill while writing leaves a truncated file
+        aside = path.with_suffix(".corrupt")
+        log.warning("checkpoint %s unreadable (%s); moved to %s, starting over", path, error, aside)
+        os.replace(path, aside)
+        return False
+    return True
+
+
 def train(
     data_yaml: Path,
     dataset_id: str,
@@ -224,7 +240,7 @@ def train(
         log.info("training %s already finished; reusing %s", run_dir.name, weights / "best.pt")
         return TrainResult.model_validate_json(done.read_text())
 
-    resumed = (weights / "last.pt").exists()
+    resumed = _usable_checkpoint(weights / "last.pt")
     if resumed:
         log.info("resuming interrupted training from %s", weights / "last.pt")
         model = YOLO(str(weights / "last.pt"))

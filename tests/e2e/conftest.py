@@ -1,0 +1,39 @@
+"""Real servers for end-to-end tests, started on 127.0.0.1 and stopped by PID."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from servers import BIN, free_port, start_server, stop, wait_http
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` (sqlite store, served artifacts) on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = root / "server.log"
+    process = start_server(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        log,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{uri}/health", process, timeout=120, log=log)
+        yield uri
+    finally:
+        stop(process)

@@ -1,0 +1,111 @@
+"""Training task: recipe keys, and a killed training that resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.profiles import PROFILES, get_profile
+from tasks.train import DONE_MARKER, TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _data_yaml(dataset: Path, tmp_path: Path) -> Path:
+    text = (dataset / "data.yaml").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("path:")]
+    path = tmp_path / "data.yaml"
+    path.write_text(f"path: {dataset}\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_profiles_are_valid_recipes_and_unknown_is_clear():
+    assert {"smoke", "demo", "cpu", "gpu"} <= set(PROFILES)
+    assert PROFILES["gpu"].model == "yolo11n.pt" and PROFILES["gpu"].imgsz == 640
+    assert PROFILES["cpu"].model.endswith(".yaml"), "cpu must train without downloads"
+    with pytest.raises(ValueError, match="smoke"):
+        get_profile("nope")
+
+
+def test_recipe_key_ignores_placement_but_not_recipe():
+    base = TrainConfig(model="yolo11n.yaml", epochs=3)
+    assert base.key("d1") == base.model_copy(update={"workers": 7, "device": "cpu"}).key("d1")
+    assert base.key("d1") != base.key("d2")
+    assert base.key("d1") != base.model_copy(update={"epochs": 4}).key("d1")
+
+
+def test_config_is_frozen_and_strict():
+    with pytest.raises(ValueError):
+        TrainConfig(unknown=1)
+    with pytest.raises(ValueError):
+        PROFILES["smoke"].epochs = 5
+
+
+RUN_TRAINING = """
+import sys
+from pathlib import Path
+from tasks.train import TrainConfig, train
+config = TrainConfig.model_validate_json(sys.argv[1])
+train(Path(sys.argv[2]), "subset", config, Path(sys.argv[3]))
+"""
+
+
+def _epochs_done(csv_path: Path) -> list[int]:
+    if not csv_path.exists():
+        return []
+    with csv_path.open() as handle:
+        return [int(float(row["epoch"])) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_last_checkpoint(subset_dataset: Path, tmp_path: Path):
+    config = TrainConfig(
+        model="yolo11n.yaml", imgsz=96, epochs=4, batch=16, workers=0, patience=0,
+        overrides={"plots": False},
+    )  # fmt: skip
+    data_yaml = _data_yaml(subset_dataset, tmp_path)
+    runs = tmp_path / "runs"
+    run_dir = runs / config.key("subset")
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_TRAINING, config.model_dump_json(), str(data_yaml), str(runs)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while (
+            not _epochs_done(run_dir / "results.csv") or not (run_dir / "weights/last.pt").exists()
+        ):
+            assert process.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.2)
+        time.sleep(1.0)  # let the first last.pt be written out
+        assert process.poll() is None, "training finished before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    done_before = _epochs_done(run_dir / "results.csv")
+    assert 1 <= len(done_before) < 4 and not (run_dir / DONE_MARKER).exists()
+
+    result = train(data_yaml, "subset", config, runs)
+
+    assert result.resumed
+    assert result.run_dir == run_dir
+    epochs = _epochs_done(run_dir / "results.csv")
+    assert epochs == [1, 2, 3, 4], f"epoch counter must continue, got {epochs}"
+    assert result.epochs_completed == 4 and result.best.exists()
+    # A finished training is reused, not run again.
+    again = train(data_yaml, "subset", config, runs)
+    assert again == result
