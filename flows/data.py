@@ -69,11 +69,13 @@ def _key_acquire(context: Any, params: dict[str, Any]) -> str:
     )
 
 
+def _augment_target(dataset: DatasetRef, config: AugmentConfig, datasets_dir: Path) -> Path:
+    return datasets_dir / "augmented" / augmented_id(dataset.id, config)
+
+
 def _key_augment(context: Any, params: dict[str, Any]) -> str:
-    dataset: DatasetRef = params["dataset"]
-    target = Path(params["datasets_dir"]) / "augmented" / augmented_id(dataset.id, params["config"])
-    # A deleted output folder must not be served from the cache.
-    return f"augment-{target.name}-{(target / 'data.yaml').exists()}"
+    target = _augment_target(params["dataset"], params["config"], Path(params["datasets_dir"]))
+    return f"augment-{target}"
 
 
 def roboflow_key() -> str | None:
@@ -98,7 +100,7 @@ def acquire_task(source: str, datasets_dir: Path) -> DatasetRef:
 
 def _key_validate(context: Any, params: dict[str, Any]) -> str:
     # Content-addressed: the same id is the same files, so one validation holds forever.
-    return f"validate-{params['dataset'].id}-{params['allow_leakage']}"
+    return f"validate-{params['dataset'].uri}-{params['allow_leakage']}"
 
 
 @task(cache_key_fn=_key_validate, persist_result=True)
@@ -120,8 +122,8 @@ def validate_task(dataset: DatasetRef, allow_leakage: bool) -> DatasetRef:
 @task(cache_key_fn=_key_augment, persist_result=True)
 def augment_task(dataset: DatasetRef, config: AugmentConfig, datasets_dir: Path) -> DatasetRef:
     """Write the augmented copy of a validated dataset and its preview grid."""
-    new_id = augmented_id(dataset.id, config)
-    target = datasets_dir / "augmented" / new_id
+    target = _augment_target(dataset, config, datasets_dir)
+    new_id = target.name
     counts = augment_dataset(dataset.local_path, target, config, dataset.names)
     preview = target / PREVIEW_NAME
     if not preview.exists():
@@ -159,9 +161,15 @@ def data_flow(params: DataParams | None = None) -> DatasetRef:
             "or to roboflow:<workspace>/<project>/<version> with ROBOFLOW_API_KEY set"
         )
     datasets_dir = settings.datasets_dir
+    # The cache remembers results, not folders: if a cached folder was deleted, redo the step.
     raw = acquire_task(source, datasets_dir)
+    if not raw.data_yaml.exists():
+        raw = acquire_task.with_options(refresh_cache=True)(source, datasets_dir)
     checked = validate_task(raw, params.allow_leakage)
-    return augment_task(checked, params.augment, datasets_dir)
+    augment = augment_task
+    if not (_augment_target(checked, params.augment, datasets_dir) / "data.yaml").exists():
+        augment = augment_task.with_options(refresh_cache=True)
+    return augment(checked, params.augment, datasets_dir)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,7 @@ def content_id(root: Path) -> str:
         every file under the split folders, ignoring ``*.cache``, ``data.yaml`` and READMEs.
     """
     entries = sorted(
-        (PurePosixPath(path.relative_to(root).as_posix()).as_posix(), _file_sha256(path))
-        for path in _content_files(root)
+        (path.relative_to(root).as_posix(), _file_sha256(path)) for path in _content_files(root)
     )
     digest = hashlib.sha256()
     for relative, file_hash in entries:
@@ -219,7 +218,11 @@ def _split_folder(export_root: Path, entry: Any, split: str) -> Path | None:
         candidates.append(export_root / "val" / "images")
     top = export_root.resolve()
     for images in candidates:
-        if images.name == "images" and images.is_dir() and images.resolve().is_relative_to(top):
+        if images.name != "images" or not images.is_dir():
+            continue
+        # The split folder must be a proper sub-folder: it is moved or copied whole.
+        folder = images.parent.resolve()
+        if folder != top and folder.is_relative_to(top):
             return images.parent
     return None
 
@@ -262,5 +265,5 @@ def _write_data_yaml(staged: Path, final: Path, names: tuple[str, ...]) -> None:
         "nc": len(names),
         "names": list(names),
     }
-    text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True)
+    text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True, default_flow_style=None)
     (staged / "data.yaml").write_text(text, encoding="utf-8")

@@ -140,9 +140,13 @@ def _top_letters(
 
     model = YOLO(str(weights))
     results = model.predict(
-        source=[str(p) for p in images], imgsz=imgsz, device=device, conf=conf, stream=True,
+        source=[str(p) for p in images],
+        imgsz=imgsz,
+        device=device,
+        conf=conf,
+        stream=True,
         verbose=False,
-    )  # fmt: skip
+    )
     tops: list[TopLetter | None] = []
     for result in results:
         boxes = result.boxes
@@ -249,9 +253,12 @@ def evaluate(
         The complete report.
 
     Raises:
+        ValueError: ``split`` is neither ``"test"`` nor ``"valid"``.
         EvaluationError: The weights or dataset are missing or unreadable, the split is empty,
             or validation failed. Nothing partial is ever returned.
     """
+    if split not in ("test", "valid"):
+        raise ValueError(f"split must be 'test' or 'valid', not {split!r}")
     weights, data_yaml = Path(weights), Path(data_yaml)
     if not weights.is_file():
         raise EvaluationError(f"weights not found: {weights}")
@@ -259,9 +266,10 @@ def evaluate(
         raise EvaluationError(f"dataset spec not found: {data_yaml}")
     images_dir, spec = _split_images(data_yaml, split)
     images = sorted(
-        p for p in (images_dir.iterdir() if images_dir.is_dir() else ())
+        p
+        for p in (images_dir.iterdir() if images_dir.is_dir() else ())
         if p.suffix.lower() in IMAGE_SUFFIXES
-    )  # fmt: skip
+    )
     if not images:
         raise EvaluationError(f"split '{split}' of {data_yaml} has no images in {images_dir}")
 
@@ -281,10 +289,18 @@ def evaluate(
     data_file = write_atomic(run_dir / "data.yaml", yaml.safe_dump(resolved).encode())
     try:
         metrics = model.val(
-            data=str(data_file), split="val", imgsz=imgsz, batch=batch, device=device, conf=conf,
-            plots=False, project=str(Path(out_dir).resolve()), name=split, exist_ok=True,
+            data=str(data_file),
+            split="val",
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            conf=conf,
+            plots=False,
+            project=str(Path(out_dir).resolve()),
+            name=split,
+            exist_ok=True,
             verbose=False,
-        )  # fmt: skip
+        )
         tops = _top_letters(weights, images, imgsz, device=device, conf=conf)
     except EvaluationError:
         raise
@@ -305,9 +321,11 @@ def evaluate(
     picks = np.unique(np.linspace(0, len(images) - 1, SAMPLE_GRID**2).round().astype(int))
     try:
         confusion_png = plot_confusion(
-            confusion, CONFUSION_LABELS, run_dir / "confusion_matrix.png",
+            confusion,
+            CONFUSION_LABELS,
+            run_dir / "confusion_matrix.png",
             title=f"Top-1 letters on {split} ({len(images)} images)",
-        )  # fmt: skip
+        )
         samples_jpg = plot_samples(
             [images[i] for i in picks],
             [None if (t := tops[i]) is None else (LETTERS[t.class_id], *t[1:]) for i in picks],

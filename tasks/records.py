@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,7 +35,7 @@ class DatasetRef(Record):
         """The dataset folder on this machine; raises if the URI is not local."""
         parsed = urlparse(self.uri)
         if parsed.scheme in ("", "file"):
-            return Path(parsed.path if parsed.scheme else self.uri)
+            return Path(unquote(parsed.path) if parsed.scheme else self.uri)
         raise ValueError(f"dataset {self.id} is at {self.uri}; materialize it first")
 
     @property

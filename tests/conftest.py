@@ -25,7 +25,12 @@ _QUIET = {
     "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
 }
 os.environ.update(_QUIET)
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="fingerspell-yolo-"))
+# Prefect's database and result cache live in a fresh folder per test session.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fingerspell-prefect-")
+# One settings folder per user, reused across sessions, never the user's own ~/.config.
+os.environ.setdefault(
+    "YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), f"fingerspell-yolo-{os.getuid()}")
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "asl-letters"
@@ -80,3 +85,70 @@ def subset_dataset(shared_dataset: Path, tmp_path_factory: pytest.TempPathFactor
     """A small real subset: 2 train, 1 valid, 1 test image per letter (test lacks E and L)."""
     target = tmp_path_factory.mktemp("subset") / "asl-subset"
     return copy_subset(shared_dataset, target, {"train": 2, "valid": 1, "test": 1})
+
+
+def _track_batchnorm_quickly(trainer: object) -> None:
+    """Let BatchNorm running statistics follow the batches within a few steps.
+
+    A smoke run makes ~20 optimizer steps; at the default momentum (0.03) the running
+    statistics stay near their initial values, and the eval-mode model then outputs the same
+    boxes and scores for every image, which would make comparisons between backends trivial.
+    """
+    import torch
+
+    for module in trainer.model.modules():  # type: ignore[attr-defined]
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 0.5
+
+
+@pytest.fixture(scope="session")
+def smoke_weights(subset_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """YOLO11n trained from scratch for 3 epochs at 320 px on the subset (about a minute).
+
+    Its confidences are low (around 0.001-0.02) but depend on the image. Returns best.pt.
+    """
+    import yaml
+    from ultralytics import YOLO
+
+    root = tmp_path_factory.mktemp("smoke")
+    # The subset's data.yaml says `path: .`, which ultralytics resolves against the cwd.
+    config = yaml.safe_load((subset_dataset / "data.yaml").read_text())
+    config["path"] = str(subset_dataset)
+    data = root / "data.yaml"
+    data.write_text(yaml.safe_dump(config))
+
+    model = YOLO("yolo11n.yaml")
+    model.add_callback("on_train_start", _track_batchnorm_quickly)
+    with pytest.MonkeyPatch.context() as patch:
+        # Ultralytics' MLflow callback logs wherever these point; a smoke run logs nowhere.
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+            patch.delenv(name, raising=False)
+        # The callback also wakes up inside tests whose id contains "test_mlflow".
+        patch.setenv("PYTEST_CURRENT_TEST", "smoke_weights (setup)")
+        model.train(
+            data=str(data),
+            epochs=3,
+            imgsz=320,
+            batch=8,
+            workers=0,
+            device="cpu",
+            project=str(root),
+            name="train",
+            exist_ok=True,
+            plots=False,
+            val=False,
+            warmup_epochs=0,
+            seed=0,
+            verbose=False,
+        )
+    weights = root / "train" / "weights"
+    best = weights / "best.pt"
+    return best if best.is_file() else weights / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def smoke_onnx(smoke_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke weights exported to a static 320 px ONNX file (``model.onnx``)."""
+    from tasks.onnx_tools import export_onnx
+
+    return export_onnx(smoke_weights, 320, tmp_path_factory.mktemp("smoke-onnx"))

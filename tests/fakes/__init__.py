@@ -1,0 +1,1 @@
+"""Offline stand-ins for outside services, used by the tests."""
