@@ -12,6 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # Our flows run in-process; Prefect's ephemeral API needs no server process.
 export PREFECT_SERVER_ALLOW_EPHEMERAL_MODE ?= true
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # If the shared dataset sits beside the checkout, use it (no Roboflow key needed).
 SHARED_DATASET := $(abspath ../shared/datasets/asl-letters)
 ifneq ($(wildcard $(SHARED_DATASET)/data.yaml),)

@@ -20,7 +20,7 @@ from tasks.augment import AugmentConfig, augment_dataset, augmented_id
 from tasks.dataset import acquire, parse_source
 from tasks.preview import preview_grid
 from tasks.records import SPLITS, DatasetRef
-from tasks.settings import get_settings, prepare_environment
+from tasks.settings import ROBOFLOW_DEFAULT, get_settings, prepare_environment
 from tasks.validate import DatasetInvalid, validate_dataset
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,8 @@ def data_flow(params: DataParams | None = None) -> DatasetRef:
     settings = get_settings()
     prepare_environment(settings)
     source = params.source or settings.dataset
+    if not source and roboflow_key():
+        source = ROBOFLOW_DEFAULT  # the public export, for a user who only set a key
     if not source:
         raise ValueError(
             "no dataset source: set FINGERSPELL_DATASET to a local YOLO export (folder or .zip) "

@@ -77,12 +77,18 @@ def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
         )
         client.set_tag(parent, "model_version", outcome.model.version)
         client.set_tag(parent, "promotion", outcome.decision.alias or "none")
+    metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(outcome.metrics.items()))
     get_run_logger().info(
-        "model %s v%s -> %s. Look: mlflow ui --backend-store-uri %s",
-        outcome.model.name,
-        outcome.model.version,
-        outcome.decision.alias,
-        settings.tracking_uri,
+        "\n".join(
+            [
+                f"registered {outcome.model.name} v{outcome.model.version} "
+                f"-> alias {outcome.decision.alias} ({outcome.decision.reason})",
+                f"metrics: {metrics}",
+                f"MLflow runs: pipeline {parent}, train {outcome.train_run_id}, "
+                f"evaluate {outcome.evaluate_run_id}",
+                f"look at them: mlflow ui --backend-store-uri {settings.tracking_uri}",
+            ]
+        )
     )
     return outcome
 

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows import mlflow_runs
 from tasks.evaluate import EvalReport, evaluate
+from tasks.onnx_tools import export_onnx
 from tasks.profiles import get_profile
-from tasks.recognize import export_onnx
 from tasks.records import DatasetRef, ModelVersion
 from tasks.registry import MODEL_NAME, PromotionDecision, decide_promotion, log_model, register
 from tasks.settings import get_settings, prepare_environment

@@ -148,17 +148,21 @@ class _MlflowLogger:
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=params[start : start + 100])
 
-    def epoch(self, trainer: Any) -> None:
+    def _log(self, trainer: Any, values: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
-        values = {
-            **trainer.label_loss_items(trainer.tloss, prefix="train"),
-            **trainer.lr,
-            **(trainer.metrics or {}),
-        }
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, trainer.epoch) for k, v in _clean_metrics(values).items()]
         self.client.log_batch(self.run_id, metrics=metrics)
+
+    def train_epoch(self, trainer: Any) -> None:
+        """Losses and learning rates: once per trained epoch."""
+        losses = trainer.label_loss_items(trainer.tloss, prefix="train")
+        self._log(trainer, {**losses, **trainer.lr})
+
+    def fit_epoch(self, trainer: Any) -> None:
+        """Validation metrics; ultralytics calls this once more (step epochs+1) for best.pt."""
+        self._log(trainer, dict(trainer.metrics or {}))
 
 
 def _read_results(csv_path: Path) -> list[dict[str, float]]:
@@ -260,7 +264,8 @@ def train(
     if mlflow_run_id:
         logger = _MlflowLogger(mlflow_run_id)
         model.add_callback("on_pretrain_routine_end", logger.params)
-        model.add_callback("on_fit_epoch_end", logger.epoch)
+        model.add_callback("on_train_epoch_end", logger.train_epoch)
+        model.add_callback("on_fit_epoch_end", logger.fit_epoch)
 
     model.train(**kwargs)
     trainer = model.trainer
