@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-# Offline and quiet, as in the Makefile; Prefect's temporary server may start slowly on 2 busy cores.
+# Offline and quiet, as in the Makefile; Prefect's temporary server starts slowly on busy cores.
 for _key, _value in {
     "YOLO_OFFLINE": "1",
     "YOLO_AUTOINSTALL": "False",

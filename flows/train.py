@@ -16,12 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows import mlflow_runs
 from tasks.evaluate import EvalReport, evaluate
-from tasks.onnx_tools import export_onnx
+from tasks.onnx_tools import export_onnx, quantize_int8
 from tasks.profiles import get_profile
 from tasks.records import DatasetRef, ModelVersion
 from tasks.registry import MODEL_NAME, PromotionDecision, decide_promotion, log_model, register
 from tasks.settings import get_settings, prepare_environment
 from tasks.train import TrainConfig, TrainResult, resolve_device, train
+
+INT8_TOLERANCE = 0.01
+CALIBRATION_IMAGES = 64
 
 
 class GateConfig(BaseModel):
@@ -50,6 +53,11 @@ class TrainParams(BaseModel):
         default=True,
         description="Resume or reuse the run folder of the same dataset and recipe; "
         "false always trains anew.",
+    )
+    int8: bool = Field(
+        default=True,
+        description="Also build an int8 ONNX variant; it ships only if its test mAP50 is "
+        f"within {INT8_TOLERANCE} of fp32.",
     )
 
     def recipe(self) -> TrainConfig:
@@ -88,6 +96,24 @@ def evaluate_task(
     create_markdown_artifact(key=f"evaluation-{split}", markdown=report.to_markdown())
     create_table_artifact(key=f"per-letter-{split}", table=report.per_letter_rows())
     return report
+
+
+def _int8_variant(
+    onnx: Path, dataset: DatasetRef, fp32: EvalReport, out_dir: Path, imgsz: int
+) -> tuple[Path | None, dict[str, float]]:
+    """Quantize, evaluate on test, and keep the int8 model only if it scores like fp32."""
+    train_images = sorted((dataset.local_path / "train" / "images").iterdir())
+    step = max(1, len(train_images) // CALIBRATION_IMAGES)
+    int8 = quantize_int8(onnx, train_images[::step][:CALIBRATION_IMAGES], onnx.with_name(
+        "model.int8.onnx"))  # fmt: skip
+    report = evaluate(int8, dataset.data_yaml, "test", out_dir / "int8", imgsz=imgsz)
+    drop = fp32.map50 - report.map50
+    kept = drop <= INT8_TOLERANCE
+    get_run_logger().info(
+        "int8 test mAP50 %.4f vs fp32 %.4f: %s", report.map50, fp32.map50,
+        "kept" if kept else "dropped",
+    )  # fmt: skip
+    return (int8 if kept else None), {"int8_test_map50": report.map50, "int8_kept": float(kept)}
 
 
 def _log_training(client, run_id: str, result: TrainResult) -> None:
@@ -157,6 +183,13 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
         for report in reports.values():
             _log_report(client, eval_run, report)
             metrics |= report.metrics_dict()
+        int8 = None
+        if params.int8:
+            int8, int8_metrics = _int8_variant(
+                onnx, dataset, reports["test"], eval_dir, config.imgsz
+            )
+            for key, value in int8_metrics.items():
+                client.log_metric(eval_run, key, value)
 
         eval_dataset_id = dataset.parent_id or dataset.id
         model_uri = log_model(
@@ -172,6 +205,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "metrics": metrics,
             },
+            int8=int8,
         )
         version = register(
             model_uri,

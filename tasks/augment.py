@@ -30,9 +30,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.preview import IMAGE_SUFFIXES, count_images, format_labels, read_labels
+from tasks.preview import count_images, format_labels, read_labels
 from tasks.preview import preview_grid as preview_grid  # re-exported: part of this stage's API
-from tasks.records import SPLITS
+from tasks.records import IMAGE_SUFFIXES, SPLITS
 
 log = logging.getLogger(__name__)
 

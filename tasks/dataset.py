@@ -26,7 +26,7 @@ from tasks.dataset_sources import (
     find_export_root,
     parse_source,
 )
-from tasks.records import SPLITS, DatasetRef
+from tasks.records import IMAGE_SUFFIXES, SPLITS, DatasetRef
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -41,7 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
 # data.yaml keys for our split folders; YOLO calls the validation split "val".
 _YAML_KEYS = {"train": "train", "valid": "val", "test": "test"}
 _CHUNK = 1 << 20

@@ -18,11 +18,10 @@ import yaml
 from pydantic import Field, model_validator
 
 from tasks.eval_plots import plot_confusion, plot_samples, write_atomic
-from tasks.records import LETTERS, Record
+from tasks.records import IMAGE_SUFFIXES, LETTERS, Record
 
 BACKGROUND = "background"
 CONFUSION_LABELS: tuple[str, ...] = (*LETTERS, BACKGROUND)
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 SAMPLE_GRID = 4
 
 
@@ -132,30 +131,22 @@ class TopLetter(NamedTuple):
 def _top_letters(
     weights: Path, images: list[Path], imgsz: int, device: str = "cpu", conf: float = 0.001
 ) -> list[TopLetter | None]:
-    """Predict each image and keep its most confident detection (``None`` when there is none).
+    """Each image's most confident detection (``None`` when there is none).
 
-    The one place where per-image prediction happens, so it can move to a shared recognizer.
+    Through the shared recognizer, so top-1 is what the app and the predict flow would say.
+    ``imgsz`` and ``device`` are the model's own here (a .pt or .onnx file knows its size).
     """
-    from ultralytics import YOLO
+    from tasks.recognize import Recognizer
 
-    model = YOLO(str(weights))
-    results = model.predict(
-        source=[str(p) for p in images],
-        imgsz=imgsz,
-        device=device,
-        conf=conf,
-        stream=True,
-        verbose=False,
-    )
+    recognizer = Recognizer.load(str(weights))
     tops: list[TopLetter | None] = []
-    for result in results:
-        boxes = result.boxes
-        if boxes is None or len(boxes) == 0:
+    for path in images:
+        top = recognizer.recognize_path(path, conf=conf, max_det=1).top
+        if top is None:
             tops.append(None)
             continue
-        best = int(boxes.conf.argmax())
-        x1, y1, x2, y2 = (float(v) for v in boxes.xyxy[best].tolist())
-        tops.append(TopLetter(int(boxes.cls[best]), float(boxes.conf[best]), (x1, y1, x2, y2)))
+        box = (top.box.x1, top.box.y1, top.box.x2, top.box.y2)
+        tops.append(TopLetter(top.class_id, top.confidence, box))
     if len(tops) != len(images):
         raise EvaluationError(f"predicted {len(tops)} of {len(images)} images with {weights}")
     return tops

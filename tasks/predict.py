@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict
 
 from tasks.draw import draw_detections
 from tasks.recognize import Recognizer
+from tasks.records import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 CSV_COLUMNS = ("image", "letter", "confidence", "x1", "y1", "x2", "y2")
 
 

@@ -12,9 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tasks.records import SPLITS
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+from tasks.records import IMAGE_SUFFIXES, SPLITS
 
 
 def read_labels(path: Path) -> tuple[list[int], np.ndarray]:

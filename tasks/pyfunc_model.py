@@ -60,7 +60,8 @@ class AslDetectorModel(mlflow.pyfunc.PythonModel):
         from tasks.recognize import Recognizer
 
         folder = Path(context.artifacts["metadata"]).parent
-        self.recognizer = Recognizer.load(str(folder))
+        # int8 ships only when evaluation found it as accurate as fp32 (see flows/train.py).
+        self.recognizer = Recognizer.load(str(folder), prefer="int8")
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         """Recognize letters in each image; ``params`` may set ``conf``, ``iou``, ``max_det``."""

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 LETTERS: tuple[str, ...] = tuple(chr(ord("A") + i) for i in range(26))
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+IMAGE_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
 
 
 class Record(BaseModel):
