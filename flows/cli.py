@@ -27,8 +27,8 @@ def _is_model(annotation: Any) -> bool:
 
 def _needs_json(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
-    if origin in _JSON_ORIGINS or annotation in _JSON_ORIGINS:
-        return True
+    if origin in _JSON_ORIGINS or annotation in _JSON_ORIGINS or _is_model(annotation):
+        return True  # an optional model (``X | None``) is given whole, as JSON
     return any(_needs_json(arg) for arg in typing.get_args(annotation))
 
 
@@ -38,16 +38,21 @@ def _add_fields(parser: argparse.ArgumentParser, model: type[BaseModel], prefix:
         if _is_model(field.annotation):
             _add_fields(parser, field.annotation, f"{dotted}.")
             continue
-        default = field.get_default(call_default_factory=True)
-        if isinstance(default, BaseModel):
-            default = default.model_dump(mode="json")
-        shown = json.dumps(default) if _needs_json(field.annotation) else default
+        if field.is_required():
+            shown = "required"
+        else:
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                default = default.model_dump(mode="json")
+            value = json.dumps(default) if _needs_json(field.annotation) else default
+            shown = f"default: {value}"
         parser.add_argument(
             f"--{dotted.replace('_', '-')}",
             dest=dotted,
             default=argparse.SUPPRESS,
+            required=field.is_required(),
             metavar="JSON" if _needs_json(field.annotation) else "VALUE",
-            help=f"{field.description or ''} (default: {shown})",
+            help=f"{field.description or ''} ({shown})",
         )
 
 

@@ -1,0 +1,52 @@
+"""Flows from the command line: options from pydantic parameters, nested and JSON values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import parse_params
+from flows.data import DataParams
+from flows.pipeline import PipelineParams
+from flows.predict import PredictParams
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_nested_options_and_json_values():
+    params = parse_params(
+        PipelineParams,
+        [
+            "--profile", "smoke",
+            "--data.augment.copies", "2",
+            "--gate.margin", "0.05",
+            "--train", '{"model": "yolo11n.yaml", "epochs": 3}',
+        ],
+    )  # fmt: skip
+    assert params.profile == "smoke" and params.data.augment.copies == 2
+    assert params.gate.margin == 0.05
+    assert params.train is not None and params.train.epochs == 3
+    assert params.data.source is None  # untouched fields keep their defaults
+
+
+def test_list_fields_take_json():
+    params = parse_params(PredictParams, ["--inputs", '["a/", "b/*.jpg"]', "--conf", "0.5"])
+    assert params.inputs == ["a/", "b/*.jpg"] and params.conf == 0.5
+
+
+def test_invalid_value_exits_with_usage(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_params(DataParams, ["--augment.max-rotate-deg", "90"])
+    assert exit_info.value.code == 2
+    assert "max_rotate_deg" in capsys.readouterr().err
+
+
+def test_help_lists_options_with_defaults():
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.pipeline", "--help"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "--profile" in out and "--data.augment.copies" in out and "(default: cpu)" in out
