@@ -49,6 +49,8 @@ format: setup
 
 bench: setup
 	$(BIN)/python benchmarks/data.py
+	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/inference.py
 
 clean:
 	rm -rf .fingerspell .pytest_cache benchmarks/results
