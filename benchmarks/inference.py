@@ -40,62 +40,20 @@ DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "asl-letters"
 
 
 def smoke_weights(dataset: Path, work: Path) -> Path:
-    """Train YOLO11n from scratch for 3 epochs at 320 px on 2 images per letter (~1 minute).
+    """Train YOLO11n from scratch briefly at 320 px with the project's own training task.
 
     Latency does not depend on how well a model is trained, so this stands in when no real
     weights are given.
     """
-    import torch
-    import yaml
-    from ultralytics import YOLO
+    from tasks.dataset import acquire
+    from tasks.train import TrainConfig, train
 
-    lists = {}
-    for split, per_letter in (("train", 2), ("valid", 1)):
-        taken: dict[str, int] = {}
-        chosen = []
-        for image in sorted((dataset / split / "images").iterdir()):
-            if taken.get(image.name[0], 0) < per_letter:
-                taken[image.name[0]] = taken.get(image.name[0], 0) + 1
-                chosen.append(str(image))
-        lists[split] = work / f"{split}.txt"
-        lists[split].write_text("\n".join(chosen) + "\n")
-    names = yaml.safe_load((dataset / "data.yaml").read_text())["names"]
-    data = work / "data.yaml"
-    data.write_text(
-        yaml.safe_dump({"train": str(lists["train"]), "val": str(lists["valid"]), "names": names})
-    )
-
-    def fast_batchnorm(trainer: object) -> None:  # see tests/conftest.py: smoke_weights
-        for module in trainer.model.modules():  # type: ignore[attr-defined]
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.momentum = 0.5
-
-    def no_mlflow(trainer: object) -> None:
-        # Ultralytics' MLflow integration would log this run to ./mlflow.db; log nothing.
-        hooks = trainer.callbacks  # type: ignore[attr-defined]
-        for event, functions in hooks.items():
-            hooks[event] = [f for f in functions if "mlflow" not in f.__module__]
-
-    model = YOLO("yolo11n.yaml")
-    model.add_callback("on_pretrain_routine_start", no_mlflow)
-    model.add_callback("on_train_start", fast_batchnorm)
-    model.train(
-        data=str(data),
-        epochs=3,
-        imgsz=320,
-        batch=8,
-        workers=0,
-        device="cpu",
-        project=str(work),
-        name="smoke",
-        exist_ok=True,
-        plots=False,
-        val=False,
-        warmup_epochs=0,
-        seed=0,
-        verbose=False,
-    )
-    return work / "smoke" / "weights" / "last.pt"
+    ref = acquire(str(dataset), work / "datasets")
+    config = TrainConfig(
+        model="yolo11n.yaml", imgsz=320, epochs=1, batch=16, fraction=0.1, workers=0,
+        device="cpu", patience=0, overrides={"plots": False, "val": False},
+    )  # fmt: skip
+    return train(ref.data_yaml, ref.id, config, work / "runs").best
 
 
 def measure(

@@ -104,15 +104,15 @@ def _int8_variant(
     """Quantize, evaluate on test, and keep the int8 model only if it scores like fp32."""
     train_images = sorted((dataset.local_path / "train" / "images").iterdir())
     step = max(1, len(train_images) // CALIBRATION_IMAGES)
-    int8 = quantize_int8(onnx, train_images[::step][:CALIBRATION_IMAGES], onnx.with_name(
-        "model.int8.onnx"))  # fmt: skip
+    calibration = train_images[::step][:CALIBRATION_IMAGES]
+    int8 = quantize_int8(onnx, calibration, onnx.with_name("model.int8.onnx"))
     report = evaluate(int8, dataset.data_yaml, "test", out_dir / "int8", imgsz=imgsz)
     drop = fp32.map50 - report.map50
     kept = drop <= INT8_TOLERANCE
+    verdict = "kept" if kept else "dropped"
     get_run_logger().info(
-        "int8 test mAP50 %.4f vs fp32 %.4f: %s", report.map50, fp32.map50,
-        "kept" if kept else "dropped",
-    )  # fmt: skip
+        "int8 test mAP50 %.4f vs fp32 %.4f: %s", report.map50, fp32.map50, verdict
+    )
     return (int8 if kept else None), {"int8_test_map50": report.map50, "int8_kept": float(kept)}
 
 
@@ -229,10 +229,9 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 )
             )
             weights = next(folder.rglob("best.pt"))
-            report = evaluate(
-                weights, dataset.data_yaml, "test", eval_dir / f"champion-v{champion.version}",
-                imgsz=config.imgsz, device=resolve_device(config.device),
-            )  # fmt: skip
+            out = eval_dir / f"champion-v{champion.version}"
+            device = resolve_device(config.device)
+            report = evaluate(weights, dataset.data_yaml, "test", out, config.imgsz, device=device)
             return report.metrics_dict().get(params.gate.metric, float("nan"))
 
         decision = decide_promotion(
