@@ -6,19 +6,14 @@ import json
 import os
 import platform
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
-# Offline and quiet, as in the Makefile; Prefect's temporary server starts slowly on busy cores.
-for _key, _value in {
-    "YOLO_OFFLINE": "1",
-    "YOLO_AUTOINSTALL": "False",
-    "NO_ALBUMENTATIONS_UPDATE": "1",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-}.items():
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tasks.settings import QUIET_ENV
+
+for _key, _value in QUIET_ENV.items():  # what the caller set explicitly wins
     os.environ.setdefault(_key, _value)
 
 RESULTS = Path(__file__).resolve().parent / "results"

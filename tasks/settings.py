@@ -15,6 +15,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROBOFLOW_DEFAULT = "roboflow:david-lee-d0rhs/american-sign-language-letters/1"
 
+# Offline-safe, quiet settings of the libraries we use (the Makefile exports the same).
+# Prefect's temporary server can take longer than its 20 s default to start on 2 busy cores.
+QUIET_ENV: dict[str, str] = {
+    "YOLO_OFFLINE": "1",
+    "YOLO_AUTOINSTALL": "False",
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
 
 class Settings(BaseSettings):
     """Where Fingerspell keeps its data and how it reaches MLflow and the dataset."""

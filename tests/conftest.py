@@ -14,18 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks.settings import QUIET_ENV
+
 # Before any test module imports ultralytics/albumentations/mlflow: offline and quiet.
-_QUIET = {
-    "YOLO_OFFLINE": "1",
-    "YOLO_AUTOINSTALL": "False",
-    "NO_ALBUMENTATIONS_UPDATE": "1",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-}
-os.environ.update(_QUIET)
+os.environ.update(QUIET_ENV)
 # Prefect's database and result cache live in a fresh folder per test session.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fingerspell-prefect-")
 # One settings folder per user, reused across sessions, never the user's own ~/.config.
