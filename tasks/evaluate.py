@@ -17,7 +17,8 @@ import numpy as np
 import yaml
 from pydantic import Field, model_validator
 
-from tasks.eval_plots import plot_confusion, plot_samples, write_atomic
+from tasks.eval_plots import plot_confusion, plot_samples
+from tasks.files import write_atomic
 from tasks.records import IMAGE_SUFFIXES, LETTERS, Record
 
 BACKGROUND = "background"

@@ -9,8 +9,6 @@ import csv
 import glob
 import io
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from tasks.draw import draw_detections
+from tasks.files import write_atomic
 from tasks.recognize import Recognizer
 from tasks.records import IMAGE_SUFFIXES
 
@@ -106,14 +105,6 @@ def read_image(location: str) -> np.ndarray:
     return image
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _annotated_name(location: str, index: int) -> str:
     return f"{index:05d}_{Path(urlparse(location).path).stem}.jpg"
 
@@ -169,7 +160,7 @@ def predict_images(
     writer.writeheader()
     writer.writerows(rows)
     csv_path, json_path = out_dir / "predictions.csv", out_dir / "predictions.json"
-    _atomic_write(csv_path, buffer.getvalue())
+    write_atomic(csv_path, buffer.getvalue())
     counts = Counter(str(row["letter"]) for row in rows)
     report = PredictReport(
         model=recognizer.source.uri,
@@ -182,5 +173,5 @@ def predict_images(
         annotated_dir=annotated_dir,
     )
     payload = {"report": report.model_dump(mode="json"), "images": per_image}
-    _atomic_write(json_path, json.dumps(payload, indent=2))
+    write_atomic(json_path, json.dumps(payload, indent=2))
     return report

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 import random
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from tasks.files import write_atomic
 from tasks.records import IMAGE_SUFFIXES, SPLITS
 
 
@@ -137,11 +136,4 @@ def preview_grid(
     ok, encoded = cv2.imencode(path.suffix or ".png", grid)
     if not ok:
         raise ValueError(f"cannot encode a preview as {path.suffix!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
-    try:
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, encoded.tobytes())

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.files import write_atomic
+
 log = logging.getLogger(__name__)
 
 DONE_MARKER = "fingerspell-train.json"
@@ -281,7 +283,5 @@ def train(
         images_per_second=rate * config.fraction,
         metrics=_clean_metrics(getattr(trainer, "metrics", None) or {}),
     )
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(result.model_dump_json(indent=2))
-    os.replace(tmp, done)
+    write_atomic(done, result.model_dump_json(indent=2))
     return result

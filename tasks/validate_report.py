@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from tasks.files import write_atomic
 from tasks.records import Record
 
 Severity = Literal["error", "warning"]
@@ -105,18 +104,7 @@ class ValidationReport(Record):
         Returns:
             ``path``.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Same folder as the destination, so os.replace is an atomic rename.
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.model_dump_json(indent=2))
-            os.chmod(temp, 0o644)  # mkstemp makes it owner-only; a report is not a secret
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(path, self.model_dump_json(indent=2))
 
     def raise_if_invalid(self) -> ValidationReport:
         """Return the report itself, or raise :class:`DatasetInvalid` if it has errors."""
