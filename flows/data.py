@@ -20,6 +20,7 @@ from tasks.augment import AugmentConfig, augment_dataset, augmented_id
 from tasks.dataset import acquire, parse_source
 from tasks.preview import preview_grid
 from tasks.records import SPLITS, DatasetRef
+from tasks.remote_source import fingerprint as remote_fingerprint
 from tasks.settings import ROBOFLOW_DEFAULT, get_settings, prepare_environment
 from tasks.validate import DatasetInvalid, validate_dataset
 
@@ -37,8 +38,8 @@ class DataParams(BaseModel):
 
     source: str | None = Field(
         default=None,
-        description="Local export folder, .zip, or roboflow:<workspace>/<project>/<version>; "
-        "default: FINGERSPELL_DATASET.",
+        description="Local export folder or .zip, a URL of either (gs://bucket/asl.zip), or "
+        "roboflow:<workspace>/<project>/<version>; default: FINGERSPELL_DATASET.",
     )
     allow_leakage: bool = Field(
         default=False, description="Report duplicate images across splits as a warning, not error."
@@ -51,6 +52,8 @@ def _source_fingerprint(source: str) -> str:
     parsed = parse_source(source)
     if parsed.kind == "roboflow":
         return source  # a Roboflow version is immutable
+    if parsed.kind == "url":
+        return remote_fingerprint(source)
     path = Path(source).resolve()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     digest = hashlib.sha256()
@@ -159,8 +162,9 @@ def data_flow(params: DataParams | None = None) -> DatasetRef:
         source = ROBOFLOW_DEFAULT  # the public export, for a user who only set a key
     if not source:
         raise ValueError(
-            "no dataset source: set FINGERSPELL_DATASET to a local YOLO export (folder or .zip) "
-            "or to roboflow:<workspace>/<project>/<version> with ROBOFLOW_API_KEY set"
+            "no dataset source: set FINGERSPELL_DATASET to a YOLO export (folder or .zip, local "
+            "or a gs:// URL) or to roboflow:<workspace>/<project>/<version> with "
+            "ROBOFLOW_API_KEY set"
         )
     datasets_dir = settings.datasets_dir
     # The cache remembers results, not folders: if a cached folder was deleted, redo the step.

@@ -8,6 +8,7 @@ not depend on that.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +22,43 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from tasks.registry import configure_mlflow
 from tasks.settings import Settings
 
+# MLflow reads a tracking server's credentials from these variables. Jobs on Vertex AI get no
+# secrets in their plain environment: the flow fills them from Prefect Secret blocks instead.
+TRACKING_SECRET_BLOCKS = {
+    "MLFLOW_TRACKING_USERNAME": "mlflow-tracking-username",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-tracking-password",
+    "MLFLOW_TRACKING_TOKEN": "mlflow-tracking-token",
+}
+
+
+def load_tracking_credentials(tracking_uri: str) -> list[str]:
+    """Set MLflow's credential variables that are unset from Prefect Secret blocks, if any.
+
+    Args:
+        tracking_uri: Only an http(s) tracking server is asked for credentials.
+
+    Returns:
+        The names of the variables set (never their values).
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return []
+    from prefect.blocks.system import Secret
+
+    loaded = []
+    for variable, block in TRACKING_SECRET_BLOCKS.items():
+        if os.environ.get(variable):
+            continue
+        try:
+            os.environ[variable] = str(Secret.load(block).get())
+        except (ValueError, RuntimeError):
+            continue  # no such block: the server needs no credentials of this kind
+        loaded.append(variable)
+    return loaded
+
 
 def connect(settings: Settings) -> tuple[MlflowClient, str]:
     """A client for the configured tracking store and the experiment id."""
+    load_tracking_credentials(settings.tracking_uri)
     experiment_id = configure_mlflow(
         settings.tracking_uri, settings.experiment, settings.artifact_root
     )

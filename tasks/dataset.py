@@ -24,9 +24,11 @@ from tasks.dataset_sources import (
     download_roboflow,
     extract_zip,
     find_export_root,
+    is_url,
     parse_source,
 )
 from tasks.records import IMAGE_SUFFIXES, SPLITS, DatasetRef
+from tasks.remote_source import fetch
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -35,6 +37,7 @@ __all__ = [
     "acquire",
     "content_id",
     "count_images",
+    "localize",
     "parse_source",
     "read_names",
 ]
@@ -137,7 +140,8 @@ def acquire(source: str, datasets_dir: Path, api_key: str | None = None) -> Data
     left under ``datasets_dir`` when it fails.
 
     Args:
-        source: A folder, a ``.zip`` or ``roboflow:<workspace>/<project>/<version>``.
+        source: A folder, a ``.zip``, an fsspec URL of either (``gs://bucket/asl``) or
+            ``roboflow:<workspace>/<project>/<version>``.
         datasets_dir: Root folder of datasets (created if missing).
         api_key: Roboflow API key, needed only for Roboflow sources; never logged.
 
@@ -178,10 +182,35 @@ def acquire(source: str, datasets_dir: Path, api_key: str | None = None) -> Data
 def _materialize(source: DatasetSource, workdir: Path, api_key: str | None) -> Path:
     if source.kind == "roboflow":
         return download_roboflow(source, workdir / "download", api_key)
+    if source.kind == "url":
+        assert source.url is not None
+        local = fetch(source.url, workdir / "download")
+        if local.suffix.lower() == ".zip":
+            return extract_zip(local, workdir / "unzipped")
+        return find_export_root(local, f"folder {source.url}")
     assert source.path is not None
     if source.kind == "zip":
         return extract_zip(source.path, workdir / "unzipped")
     return find_export_root(source.path, f"folder {source.path}")
+
+
+def localize(dataset: DatasetRef, datasets_dir: Path) -> DatasetRef:
+    """Make a dataset readable on this machine: a remote one is acquired under ``datasets_dir``.
+
+    A training job on Vertex AI gets a ``DatasetRef`` whose ``uri`` is ``gs://...``; YOLO reads
+    local files, so the folder is copied (and published by content, once) first.
+
+    Args:
+        dataset: Any dataset reference.
+        datasets_dir: Root folder of datasets on this machine.
+
+    Returns:
+        ``dataset`` itself when it is local, else the same record with a local ``uri``.
+    """
+    if not is_url(dataset.uri):
+        return dataset
+    local = acquire(dataset.uri, datasets_dir)
+    return dataset.model_copy(update={"uri": local.uri})
 
 
 def _publish(staged: Path, final: Path) -> None:

@@ -7,12 +7,15 @@ archive handling stay small and testable. No Prefect here.
 from __future__ import annotations
 
 import logging
+import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlparse
+
+import fsspec
 
 from tasks.records import Record
 
@@ -25,6 +28,7 @@ KEY_HINT = "set ROBOFLOW_API_KEY or FINGERSPELL_ROBOFLOW_API_KEY"
 # Loggers that write request URLs, and the Roboflow client puts the key in the query string.
 _URL_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.response", "requests")
 _JUNK_ENTRIES = {"__MACOSX", ".DS_Store"}
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
 
 
 class AcquireError(RuntimeError):
@@ -32,10 +36,11 @@ class AcquireError(RuntimeError):
 
 
 class DatasetSource(Record):
-    """A parsed dataset source: a local folder, a local zip, or a Roboflow dataset version."""
+    """A parsed dataset source: a local folder or zip, a URL of either, or a Roboflow version."""
 
-    kind: Literal["folder", "zip", "roboflow"]
+    kind: Literal["folder", "zip", "url", "roboflow"]
     path: Path | None = None
+    url: str | None = None
     workspace: str | None = None
     project: str | None = None
     version: int | None = None
@@ -43,7 +48,7 @@ class DatasetSource(Record):
     def __str__(self) -> str:
         if self.kind == "roboflow":
             return f"{ROBOFLOW_PREFIX}{self.workspace}/{self.project}/{self.version}"
-        return str(self.path)
+        return self.url if self.kind == "url" else str(self.path)
 
 
 def parse_source(source: str) -> DatasetSource:
@@ -51,7 +56,9 @@ def parse_source(source: str) -> DatasetSource:
 
     Args:
         source: ``roboflow:<workspace>/<project>/<version>``, a path (or ``file://`` URI) to a
-            ``.zip`` export, or a path to an existing export folder.
+            ``.zip`` export, a path to an existing export folder, or an fsspec URL
+            (``gs://bucket/asl``, ``gs://bucket/asl.zip``) of either, fetched by
+            :mod:`tasks.remote_source`.
 
     Returns:
         The parsed source.
@@ -72,6 +79,11 @@ def parse_source(source: str) -> DatasetSource:
         )
     if not text:
         raise ValueError("dataset source is empty: give a folder, a .zip or roboflow:<ws>/<p>/<v>")
+    if is_url(text):
+        scheme = text.split("://", 1)[0].lower()
+        if scheme not in fsspec.available_protocols():
+            raise ValueError(f"dataset source {source!r}: no filesystem is known for {scheme}://")
+        return DatasetSource(kind="url", url=text)
     path = Path(unquote(urlparse(text).path)) if text.startswith("file://") else Path(text)
     path = path.expanduser()
     if path.suffix.lower() == ".zip":
@@ -79,9 +91,14 @@ def parse_source(source: str) -> DatasetSource:
     if path.is_dir():
         return DatasetSource(kind="folder", path=path.resolve())
     raise ValueError(
-        f"dataset source {source!r} is neither an existing folder, a .zip file, "
-        "nor roboflow:<workspace>/<project>/<version>"
+        f"dataset source {source!r} is neither an existing folder, a .zip file, a URL "
+        "(gs://...), nor roboflow:<workspace>/<project>/<version>"
     )
+
+
+def is_url(text: str) -> bool:
+    """Whether ``text`` is a ``scheme://`` URL served through fsspec (``file://`` is local)."""
+    return bool(_URL.match(text)) and not text.lower().startswith("file://")
 
 
 def find_export_root(folder: Path, what: str) -> Path:

@@ -50,7 +50,9 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 
         process.wait(timeout=10)
 
 
-def start_server(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_server(
+    args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     """Start a server in its own process group with output to ``log``."""
     handle = log.open("w")
     return subprocess.Popen(
@@ -58,5 +60,33 @@ def start_server(args: list[str], log: Path, env: dict[str, str] | None = None) 
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         start_new_session=True,
+    )
+
+
+def start_app(port: int, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the Streamlit app (``ui/app.py``) on 127.0.0.1:``port``, as ``make app`` does.
+
+    It runs in the repository root, so ``.streamlit/config.toml`` applies. Wait for it with
+    :func:`wait_http` on ``/_stcore/health``.
+    """
+    root = Path(__file__).resolve().parents[2]
+    return start_server(
+        [
+            str(BIN / "streamlit"),
+            "run",
+            str(root / "ui" / "app.py"),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        log,
+        env,
+        cwd=root,
     )

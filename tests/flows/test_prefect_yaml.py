@@ -10,20 +10,41 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+# Parameters a deployment leaves to the run (the train flow's dataset comes from the data flow).
+AT_RUN_TIME = {"TrainParams": {"dataset": {"id": "abc", "uri": "file:///tmp/abc"}}}
 
 
-@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["entrypoint"])
+def _name(deployment: dict) -> str:
+    return f"{deployment['entrypoint']}@{deployment['name']}"
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=_name)
 def test_deployment_entrypoint_and_parameters(deployment: dict):
     path, name = deployment["entrypoint"].split(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     flow = getattr(module, name)
     model = flow.fn.__annotations__["params"]
     model = getattr(module, model.split(" ")[0]) if isinstance(model, str) else model
-    model.model_validate(deployment["parameters"]["params"])  # raises on a bad default
-    assert deployment["work_pool"]["name"] == "local-process"
+    # raises on a bad default
+    model.model_validate(AT_RUN_TIME.get(model.__name__, {}) | deployment["parameters"]["params"])
+    pool = {"local": "local-process", "vertex-gpu": "vertex-gpu"}[deployment["name"]]
+    assert deployment["work_pool"]["name"] == pool
     assert deployment["description"] and "fingerspell" in deployment["tags"]
 
 
-def test_retrain_schedule_is_off_by_default():
-    pipeline = next(d for d in DEPLOYMENTS if d["entrypoint"].startswith("flows/pipeline.py"))
-    assert [s["active"] for s in pipeline["schedules"]] == [False]
+def test_every_flow_has_a_local_deployment_and_training_a_gpu_one():
+    by_name: dict[str, set[str]] = {}
+    for deployment in DEPLOYMENTS:
+        by_name.setdefault(deployment["name"], set()).add(deployment["entrypoint"])
+    assert by_name["local"] == {
+        "flows/data.py:data_flow",
+        "flows/train.py:train_flow",
+        "flows/pipeline.py:pipeline_flow",
+        "flows/predict.py:predict_flow",
+    }
+    assert by_name["vertex-gpu"] == {"flows/train.py:train_flow", "flows/pipeline.py:pipeline_flow"}
+
+
+def test_retrain_schedules_are_off_by_default():
+    pipelines = [d for d in DEPLOYMENTS if d["entrypoint"].startswith("flows/pipeline.py")]
+    assert [s["active"] for d in pipelines for s in d["schedules"]] == [False, False]
