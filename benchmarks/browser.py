@@ -1,0 +1,166 @@
+"""Processed FPS and added latency of the live page in headless Chromium, 1 and 4 sessions.
+
+Chromium's fake camera plays a 640×480 clip of dataset test images; each session is a tab
+with its own WebRTC connection to one app process (one shared recognizer). For every session
+the page's own readout is sampled: processed FPS = frames counted over the measuring window,
+added latency = time a frame spends in the app's callback (decode to BGR, recognize, draw),
+mean and p95 over the page's 2 s window. VP8 encode/decode and the network are not included.
+
+    .venv/bin/python benchmarks/browser.py                       # trains a smoke model first
+    .venv/bin/python benchmarks/browser.py --weights best.pt --onnx model.onnx
+
+Writes ``benchmarks/results/browser.json``. Goal: >= 25 FPS for one session, >= 15 each for 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import REPO, dataset_path, print_table, write_results
+
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
+import cv2  # noqa: E402
+from chromium import (  # noqa: E402
+    camera_frame,
+    read_stats,
+    start_chromium,
+    start_stream,
+    write_y4m,
+)
+from servers import free_port, start_app, stop, wait_http  # noqa: E402
+from support.model_store import register_model  # noqa: E402
+
+GOALS = {1: 25.0, 4: 15.0}
+
+
+def smoke_model(dataset: Path, work: Path) -> tuple[Path, Path]:
+    """Weights and ONNX of a briefly trained YOLO11n (speed does not depend on quality)."""
+    from inference import smoke_weights
+
+    from tasks.onnx_tools import export_onnx
+
+    weights = smoke_weights(dataset, work)
+    return weights, export_onnx(weights, 320, work / "export")
+
+
+def make_clip(dataset: Path, path: Path, images: int = 6, hold: int = 30) -> Path:
+    """A 640×480 y4m clip: ``images`` test images of different letters, ``hold`` frames each."""
+    frames, letters = [], set()
+    for image in sorted((dataset / "test" / "images").iterdir()):
+        if image.name[0] not in letters:
+            letters.add(image.name[0])
+            frames += [camera_frame(cv2.imread(str(image)))] * hold
+        if len(letters) == images:
+            break
+    return write_y4m(frames, path)
+
+
+def measure(url: str, clip: Path, sessions: int, seconds: float) -> list[dict[str, float]]:
+    """Open ``sessions`` tabs streaming the clip; sample each page's readout for ``seconds``."""
+    driver = start_chromium(clip)
+    try:
+        tabs = []
+        for index in range(sessions):
+            if index:
+                driver.switch_to.new_window("tab")
+            start_stream(driver, url, first_frames=5, timeout=120, attempts=3)
+            tabs.append(driver.current_window_handle)
+            print(f"  session {index + 1}/{sessions} streaming", flush=True)
+        time.sleep(5)  # let bandwidth estimation and every session settle
+        start: dict[str, tuple[float, int]] = {}
+        latencies: dict[str, list[tuple[float, float]]] = {tab: [] for tab in tabs}
+        for tab in tabs:
+            driver.switch_to.window(tab)
+            start[tab] = (time.monotonic(), read_stats(driver).frames)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for tab in tabs:
+                driver.switch_to.window(tab)
+                stats = read_stats(driver)
+                latencies[tab].append((stats.latency_ms, stats.latency_p95_ms))
+            time.sleep(1.0)
+        rows = []
+        for tab in tabs:
+            driver.switch_to.window(tab)
+            stats = read_stats(driver)
+            began, frames = start[tab]
+            samples = [s for s in latencies[tab] if s[0] > 0] or [(float("nan"),) * 2]
+            rows.append(
+                {
+                    "fps": (stats.frames - frames) / (time.monotonic() - began),
+                    "latency_ms": statistics.median(s[0] for s in samples),
+                    "latency_p95_ms": statistics.median(s[1] for s in samples),
+                }
+            )
+        return rows
+    finally:
+        driver.quit()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, help="a .pt file (default: train a smoke model)")
+    parser.add_argument("--onnx", type=Path, help="its ONNX export (with --weights)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measuring window")
+    args = parser.parse_args()
+    dataset = dataset_path()
+
+    with tempfile.TemporaryDirectory(prefix="fingerspell-browser-") as tmp:
+        work = Path(tmp)
+        weights, onnx = (args.weights, args.onnx) if args.weights else smoke_model(dataset, work)
+        store = f"sqlite:///{work / 'mlflow.db'}"
+        register_model(store, weights, onnx, artifact_root=(work / "artifacts").as_uri())
+        clip = make_clip(dataset, work / "clip.y4m")
+        port, log = free_port(), work / "app.log"
+        env = {
+            "FINGERSPELL_MLFLOW_TRACKING_URI": store,
+            "FINGERSPELL_HOME": str(work / "home"),
+            "HOME": str(work),
+        }
+        load_before = os.getloadavg()
+        app = start_app(port, log, env)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/_stcore/health", app, timeout=120, log=log)
+            results = {}
+            for n in (1, 4):
+                print(f"{n} session(s): starting", flush=True)
+                results[n] = measure(f"http://127.0.0.1:{port}/", clip, n, args.seconds)
+                print(f"  FPS per session: {[round(r['fps'], 1) for r in results[n]]}", flush=True)
+        finally:
+            stop(app)
+        load_after = os.getloadavg()
+
+    table: list[list[Any]] = []
+    payload: dict[str, Any] = {"frame_size": "640x480", "seconds": args.seconds, "sessions": {}}
+    for n, rows in results.items():
+        fps = [r["fps"] for r in rows]
+        latency = statistics.mean(r["latency_ms"] for r in rows)
+        p95 = statistics.mean(r["latency_p95_ms"] for r in rows)
+        table.append(
+            [n, min(fps), statistics.mean(fps), latency, p95, GOALS[n], min(fps) >= GOALS[n]]
+        )
+        payload["sessions"][str(n)] = {
+            "per_session": rows,
+            "min_fps": min(fps),
+            "mean_fps": statistics.mean(fps),
+            "latency_ms": latency,
+            "latency_p95_ms": p95,
+            "goal_fps": GOALS[n],
+        }
+    payload["load_average"] = {"before": load_before, "after": load_after}
+    print_table(
+        ["sessions", "min FPS", "mean FPS", "latency ms", "p95 ms", "goal FPS", "met"], table
+    )
+    print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} (1 min)")
+    print(f"wrote {write_results('browser', payload)}")
+
+
+if __name__ == "__main__":
+    main()

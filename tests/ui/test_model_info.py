@@ -1,0 +1,72 @@
+"""Model lookups in MLflow: reachability, champion, versions, per-letter results, plots."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from ui.model_info import (
+    ModelUnavailable,
+    check_tracking,
+    client_for,
+    confusion_png,
+    list_versions,
+    per_letter,
+    resolve,
+)
+
+
+def test_a_missing_sqlite_store_is_not_created(tmp_path: Path):
+    db = tmp_path / "mlflow.db"
+    with pytest.raises(ModelUnavailable) as caught:
+        check_tracking(f"sqlite:///{db}")
+    assert caught.value.kind == "no_models" and not db.exists()
+
+
+def test_a_dead_server_is_reported_as_unreachable():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ModelUnavailable) as caught:
+        check_tracking(f"http://127.0.0.1:{port}", timeout=2)
+    assert caught.value.kind == "unreachable" and str(port) in str(caught.value)
+
+
+def test_champion_details_metrics_and_evaluation_artifacts(app_env: str, smoke_report):
+    client = client_for(app_env)
+    assert [(v.version, v.aliases) for v in list_versions(client)] == [
+        ("2", ()),
+        ("1", ("champion",)),
+    ]
+    details = resolve(client)
+    assert (details.version, details.aliases, details.dataset_id) == ("1", ("champion",),
+                                                                      "smoke-subset")  # fmt: skip
+    assert details.uri == "models:/asl-detector/1" and details.trained_at is not None
+    rows = details.metric_rows()
+    assert [row["split"] for row in rows] == ["test"]
+    assert rows[0]["top1"] == pytest.approx(smoke_report.top1_accuracy)
+    assert rows[0]["map50"] == pytest.approx(smoke_report.map50)
+    letters = per_letter(client, details.evaluate_run_id, "test")
+    assert letters == smoke_report.per_letter_rows()
+    assert per_letter(client, details.evaluate_run_id, "valid") == []
+    png = confusion_png(client, details.evaluate_run_id, "test")
+    assert png is not None and png.startswith(b"\x89PNG")
+
+
+def test_unknown_versions_and_a_missing_champion(app_env: str):
+    client = client_for(app_env)
+    with pytest.raises(ModelUnavailable) as caught:
+        resolve(client, "99")
+    assert caught.value.kind == "no_version"
+    with pytest.raises(ModelUnavailable) as caught:
+        resolve(client, None, name="never-registered")
+    assert caught.value.kind == "no_models"
+    client.delete_registered_model_alias("asl-detector", "champion")
+    try:
+        with pytest.raises(ModelUnavailable) as caught:
+            resolve(client)
+        assert caught.value.kind == "no_champion"
+    finally:
+        client.set_registered_model_alias("asl-detector", "champion", "1")

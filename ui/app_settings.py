@@ -1,0 +1,118 @@
+"""Settings of the web app (env prefix ``FINGERSPELL_UI_``) and its WebRTC ICE configuration.
+
+The model and MLflow settings stay in :mod:`tasks.settings`; these are only what the pages need.
+ICE servers come from ``FINGERSPELL_UI_ICE_SERVERS`` (JSON) or Streamlit secrets
+(``ice_servers``); with none, the app and the browser use host candidates only and never
+contact a public STUN server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class UiSettings(BaseSettings):
+    """What the pages start with; every value can be changed on the page where it matters."""
+
+    model_config = SettingsConfigDict(env_prefix="FINGERSPELL_UI_", extra="ignore", frozen=True)
+
+    ice_servers: str | None = Field(
+        default=None,
+        description='JSON list of RTCIceServer, e.g. [{"urls": "turn:host:3478", '
+        '"username": "u", "credential": "p"}]. Empty: no STUN/TURN at all.',
+    )
+    hold_seconds: float = Field(
+        default=0.8, ge=0.0, le=3.0, description="Default hold time (the sliders go to 3 s)."
+    )
+    min_confidence: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Default confidence threshold."
+    )
+    inference_threads: int = Field(
+        default=1,
+        ge=1,
+        description="onnxruntime threads per recognition. One: each session's frames are "
+        "recognized on that session's own thread, so sessions run side by side, and the VP8 "
+        "codecs keep a core (two threads: ~10% more FPS for a single session on 2 cores).",
+    )
+    max_upload_mb: int = Field(
+        default=10, ge=1, description="Largest upload accepted (keep equal to maxUploadSize)."
+    )
+    max_image_side: int = Field(
+        default=1920, ge=64, description="Uploaded images are downscaled to this longest side."
+    )
+    record_dir: Path | None = Field(
+        default=None,
+        description="Debugging: save every received webcam frame here, named by its top letter.",
+    )
+    max_image_pixels: int = Field(
+        default=50_000_000, ge=1, description="Images with more pixels are refused undecoded."
+    )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return self.max_upload_mb * MB
+
+
+@lru_cache(maxsize=1)
+def get_ui_settings() -> UiSettings:
+    """Read the app's settings from the environment once per process."""
+    return UiSettings()
+
+
+def parse_ice_servers(raw: str | Sequence[Any] | None) -> list[dict[str, Any]]:
+    """Validate ICE servers given as JSON text or an already parsed list.
+
+    Args:
+        raw: JSON text, a list of mappings (as Streamlit secrets give), or None.
+
+    Returns:
+        A list of ``{"urls": ..., "username"?: ..., "credential"?: ...}`` dicts; empty for None
+        or blank text.
+
+    Raises:
+        ValueError: When the JSON is broken or an entry has no ``urls``.
+    """
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return []
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"ICE servers are not valid JSON: {error}") from error
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise ValueError("ICE servers must be a JSON list of objects with 'urls'")
+    servers = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, Mapping) or not entry.get("urls"):
+            raise ValueError(f"ICE server #{index + 1} needs 'urls' (a string or a list)")
+        urls = entry["urls"]
+        server: dict[str, Any] = {"urls": urls if isinstance(urls, str) else list(urls)}
+        for key in ("username", "credential"):
+            if key in entry:
+                server[key] = str(entry[key])
+        servers.append(server)
+    return servers
+
+
+def rtc_configuration(
+    settings: UiSettings, secrets: Mapping[str, Any] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The RTCConfiguration for streamlit-webrtc (browser and server side).
+
+    The environment wins over secrets. An explicit empty list matters: left out,
+    streamlit-webrtc and aiortc would fall back to Google's public STUN server.
+    """
+    raw: Any = settings.ice_servers
+    if raw is None and secrets is not None:
+        raw = secrets.get("ice_servers")
+    return {"iceServers": parse_ice_servers(raw)}

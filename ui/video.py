@@ -1,0 +1,111 @@
+"""The webcam frame callback: recognize, draw, record, hand the top letter on.
+
+streamlit-webrtc calls :meth:`FrameProcessor.__call__` on its own worker thread for every
+received frame. Nothing here touches Streamlit; results reach the page through the thread-safe
+:class:`~ui.frame_stats.FrameStats` and whatever ``on_top`` writes to (a speller or a practice
+session, both locked).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from tasks.draw import FONT, draw_detections
+from ui.frame_stats import FrameStats
+
+if TYPE_CHECKING:
+    import av
+
+    from tasks.recognize import Recognizer
+
+TopObserver = Callable[[str | None, float, float], object]
+MAX_DETECTIONS = 3  # one hand shows one letter; a few boxes are enough to see confusions
+
+
+class FrameProcessor:
+    """Runs the shared recognizer on each frame of one browser session.
+
+    Attributes are plain values the page may replace between frames (assigning a Python
+    attribute is atomic), e.g. a newly selected model or threshold.
+
+    With ``record_dir`` every received frame is also saved, as it arrived, to
+    ``record_dir/<session>/<n>_<top letter or none>.png``: real webcam frames to examine
+    offline, and what the browser test compares the page with.
+    """
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        stats: FrameStats,
+        min_confidence: float = 0.5,
+        on_top: TopObserver | None = None,
+        record_dir: Path | None = None,
+    ) -> None:
+        self.recognizer = recognizer
+        self.stats = stats
+        self.min_confidence = min_confidence
+        self.on_top = on_top
+        self.record_dir = record_dir / uuid.uuid4().hex[:12] if record_dir else None
+        self._count = itertools.count()
+
+    def process(self, image: np.ndarray, received: float | None = None) -> np.ndarray:
+        """Recognize one BGR frame and return the annotated copy.
+
+        Args:
+            image: The decoded frame (BGR uint8).
+            received: When the frame reached the callback (monotonic s); default now.
+
+        Returns:
+            The frame with boxes, letters, confidences and the FPS/latency readout drawn.
+        """
+        start = time.perf_counter() if received is None else received
+        # agnostic NMS: one hand shows one letter, so overlapping boxes of two letters compete.
+        result = self.recognizer.recognize(
+            image, conf=self.min_confidence, max_det=MAX_DETECTIONS, agnostic=True
+        )
+        annotated = draw_detections(image, result.detections)
+        top = result.top
+        letter, confidence = (top.letter, top.confidence) if top else (None, 0.0)
+        done = time.perf_counter()
+        if self.record_dir is not None:  # before counting it, so a counted frame is on disk
+            self._save(self.record_dir, image, letter)
+        self.stats.record(done, (done - start) * 1e3, letter, confidence)
+        if self.on_top is not None:
+            self.on_top(letter, confidence, done)
+        view = self.stats.snapshot()
+        _readout(annotated, f"{view.fps:4.1f} FPS  {view.latency_ms:3.0f} ms")
+        return annotated
+
+    def _save(self, folder: Path, image: np.ndarray, letter: str | None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{next(self._count):06d}_{letter or 'none'}.png"
+        cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """streamlit-webrtc's ``video_frame_callback``."""
+        import av
+
+        received = time.perf_counter()
+        annotated = self.process(frame.to_ndarray(format="bgr24"), received)
+        out = av.VideoFrame.from_ndarray(annotated, format="bgr24")
+        out.pts = frame.pts
+        if frame.time_base is not None:
+            out.time_base = frame.time_base
+        return out
+
+
+def _readout(image: np.ndarray, text: str) -> None:
+    """Draw ``text`` in the bottom-left corner, white on a dark band, in place."""
+    h = image.shape[0]
+    scale = max(0.5, h / 960)
+    (width, height), base = cv2.getTextSize(text, FONT, scale, 1)
+    cv2.rectangle(image, (0, h - height - base - 8), (width + 10, h), (0, 0, 0), -1)
+    cv2.putText(image, text, (5, h - base - 4), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)

@@ -1,0 +1,123 @@
+"""Model page: which model is loaded, its metrics and plots from MLflow, and another version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from tasks.settings import get_settings
+from ui.model_info import (
+    ModelUnavailable,
+    VersionSummary,
+    check_tracking,
+    client_for,
+    confusion_png,
+    list_versions,
+    per_letter,
+)
+from ui.shared_model import VERSION_KEY, current_model, show_unavailable
+
+COLUMNS = {
+    "map50": "mAP50",
+    "map50_95": "mAP50-95",
+    "precision": "precision",
+    "recall": "recall",
+    "top1": "top-1 accuracy",
+}
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _versions(tracking_uri: str) -> list[VersionSummary]:
+    check_tracking(tracking_uri)
+    return list_versions(client_for(tracking_uri))
+
+
+@st.cache_data(show_spinner="Fetching evaluation from MLflow…")
+def _evaluation(
+    tracking_uri: str, evaluate_run_id: str | None, split: str
+) -> tuple[list[dict[str, Any]], bytes | None]:
+    # An evaluate run's artifacts never change: cache them for the process.
+    client = client_for(tracking_uri)
+    return per_letter(client, evaluate_run_id, split), confusion_png(client, evaluate_run_id, split)
+
+
+st.title("Model")
+uri = get_settings().tracking_uri
+try:
+    versions = _versions(uri)
+except ModelUnavailable as problem:
+    show_unavailable(problem)
+    st.stop()
+except Exception as error:  # whatever MLflow raises, the page explains
+    show_unavailable(ModelUnavailable("unreachable", f"MLflow at {uri} failed: {error}"))
+    st.stop()
+if not versions:
+    show_unavailable(ModelUnavailable("no_models", "No model is registered yet."))
+    st.stop()
+
+state = st.session_state
+labels = {v.version: v.label for v in versions}
+picked = state.get(VERSION_KEY)
+choice, actions = st.columns([3, 2], vertical_alignment="bottom")
+selected = choice.selectbox(
+    "Registered versions",
+    list(labels),
+    index=list(labels).index(picked) if picked in labels else 0,
+    format_func=labels.__getitem__,
+    key="model_select",
+)
+load, champion = actions.columns(2)
+if load.button("Load this version", use_container_width=True):
+    state[VERSION_KEY] = selected
+    st.rerun()
+if champion.button("Use the champion", use_container_width=True, disabled=picked is None):
+    state.pop(VERSION_KEY, None)
+    st.rerun()
+
+try:
+    recognizer, details = current_model()
+except ModelUnavailable as problem:
+    show_unavailable(problem)
+    st.stop()
+
+aliases = ", ".join(details.aliases) or "no alias"
+st.subheader(f"Loaded: {details.name} v{details.version} ({aliases})")
+trained = f"{details.trained_at:%Y-%m-%d %H:%M} UTC" if details.trained_at else "unknown"
+st.markdown(
+    f"- **dataset** `{details.dataset_id or 'unknown'}`\n"
+    f"- **trained** {trained} · profile `{details.profile or 'unknown'}`\n"
+    f"- **runs** train `{details.run_id}` · evaluate `{details.evaluate_run_id}`\n"
+    f"- **recognizer** {recognizer.source.format} at "
+    f"{recognizer.input_size[1]}×{recognizer.input_size[0]} px"
+)
+
+rows = details.metric_rows()
+if rows:
+    st.markdown("**Metrics** (top-1: the most confident letter names the image's letter)")
+    table = pd.DataFrame(rows).set_index("split").rename(columns=COLUMNS)
+    st.dataframe(table.style.format("{:.3f}", na_rep="–"))
+else:
+    st.info("This version has no recorded metrics.")
+
+split = st.radio("Split", ["test", "valid"], horizontal=True, key="model_split")
+letters, confusion = _evaluation(uri, details.evaluate_run_id, split)
+if letters:
+    present = [row for row in letters if row.get("present")]
+    absent = [row["letter"] for row in letters if not row.get("present")]
+    chart = pd.DataFrame(
+        {
+            "AP50": [row["ap50"] for row in present],
+            "top-1 accuracy": [row["top1_accuracy"] for row in present],
+        },
+        index=[row["letter"] for row in present],
+    )
+    st.markdown(f"**Per letter on {split}**")
+    st.bar_chart(chart, stack=False, height=280)
+    if absent:
+        st.caption(f"Absent from the {split} split (no score, not zero): {', '.join(absent)}")
+else:
+    st.caption(f"No per-letter results were logged for {split}.")
+if confusion is not None:
+    st.image(confusion, caption=f"Top-1 confusion matrix on {split}", width=560)
