@@ -10,6 +10,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export DO_NOT_TRACK := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false
 # Our flows run in-process; Prefect's ephemeral API needs no server process.
 export PREFECT_SERVER_ALLOW_EPHEMERAL_MODE ?= true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
@@ -19,7 +20,7 @@ ifneq ($(wildcard $(SHARED_DATASET)/data.yaml),)
 export FINGERSPELL_DATASET ?= $(SHARED_DATASET)
 endif
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo app test lint format bench serve clean
 
 setup: $(STAMP)
 
@@ -33,6 +34,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/python -m flows.pipeline --profile demo
+	@echo "Starting the web app (its URL follows, usually http://127.0.0.1:8501; Ctrl-C stops it)"
+	$(MAKE) --no-print-directory app
+
+# The Streamlit app (ui/app.py) on 127.0.0.1 only; settings in .streamlit/config.toml.
+app: setup
+	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --browser.gatherUsageStats false
 
 test: setup
 	$(BIN)/ruff check .
@@ -51,6 +58,10 @@ bench: setup
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/inference.py
+
+# Prefect server + MLflow server + process worker on 127.0.0.1 with the local deployments; Ctrl-C stops all.
+serve: setup
+	bash deployments/serve.sh
 
 clean:
 	rm -rf .fingerspell .pytest_cache benchmarks/results

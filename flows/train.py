@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -15,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows import mlflow_runs
+from tasks.dataset import localize
 from tasks.evaluate import EvalReport, evaluate
 from tasks.onnx_tools import export_onnx, quantize_int8
 from tasks.profiles import get_profile
@@ -27,12 +29,20 @@ INT8_TOLERANCE = 0.01
 CALIBRATION_IMAGES = 64
 
 
+# Scores the evaluation reports on the test split; the gate compares one of them.
+GateMetric = Literal["test_map50", "test_map50_95", "test_top1", "test_precision", "test_recall"]
+
+
 class GateConfig(BaseModel):
     """How a candidate is compared with the champion."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    metric: str = Field(default="test_map50", description="Metric compared (higher is better).")
+    metric: GateMetric = Field(
+        default="test_map50",
+        description="Test-split metric compared (higher is better): detection mAP or the "
+        "top-1 letter accuracy a learner feels.",
+    )
     margin: float = Field(
         default=0.0, description="The candidate must beat the champion by more than this."
     )
@@ -156,7 +166,8 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
     prepare_environment(settings)
     client, experiment_id = mlflow_runs.connect(settings)
     config = params.recipe()
-    dataset = params.dataset
+    # On Vertex AI the dataset arrives as a gs:// URI; YOLO reads a local copy.
+    dataset = localize(params.dataset, settings.datasets_dir)
     runs_dir = settings.home / "runs"
     if not params.reuse:
         runs_dir = runs_dir / time.strftime("%Y%m%d-%H%M%S")
@@ -166,7 +177,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
         mlflow_runs.log_params(
             client,
             train_run,
-            {"profile": params.profile, "dataset_id": dataset.id, "dataset_uri": dataset.uri}
+            {"profile": params.profile, "dataset_id": dataset.id, "dataset_uri": params.dataset.uri}
             | mlflow_runs.flatten("recipe", config.model_dump(mode="json")),
         )
         result = train_task(dataset, config, runs_dir, train_run)

@@ -50,3 +50,11 @@ def test_help_lists_options_with_defaults():
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "--profile" in out and "--data.augment.copies" in out and "(default: cpu)" in out
+
+
+def test_gate_metric_is_one_the_evaluation_reports(capsys: pytest.CaptureFixture[str]):
+    params = parse_params(PipelineParams, ["--gate.metric", "test_top1"])
+    assert params.gate.metric == "test_top1"
+    with pytest.raises(SystemExit):
+        parse_params(PipelineParams, ["--gate.metric", "top1"])  # a typo would never promote
+    assert "test_top1" in capsys.readouterr().err

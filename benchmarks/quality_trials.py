@@ -1,0 +1,181 @@
+"""Recipe trials for CPU quality: each trains under the same time budget and is scored on valid.
+
+    python benchmarks/quality_trials.py detector   --minutes 30 --imgsz 320
+    python benchmarks/quality_trials.py classifier --minutes 30 --imgsz 128
+    python benchmarks/quality_trials.py hand       --minutes 30 --imgsz 256
+    python benchmarks/quality_trials.py compose    --hand RUN_DIR --classifier RUN_DIR
+
+* ``detector``: the 26-class YOLO detector (today's engine); top-1 through the project's
+  evaluation (the shared recognizer).
+* ``classifier``: an ultralytics ``-cls`` model on padded hand crops cut from the labels: the
+  letter accuracy a two-stage recognizer reaches with a perfect hand detector.
+* ``hand``: a one-class hand detector (``single_cls``); mAP50 of "a hand is here".
+* ``compose``: top hand box → crop → classifier, i.e. the two-stage top-1 end to end.
+
+Every trial is an MLflow run in the ``fingerspell-trials`` experiment and a row appended to
+``benchmarks/results/quality_trials.json``. Test is scored only with ``--final`` (the chosen
+recipe, once). The optimizer is explicit: ultralytics' ``auto`` picks MuSGD whenever
+``epochs × batches`` exceeds 10 000, which a time budget (epochs=1000) always does, and
+MuSGD's per-step orthogonalisation costs more than the model on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import RESULTS, dataset_path, print_table, write_results
+
+TRIALS_FILE = RESULTS / "quality_trials.json"
+EXPERIMENT = "fingerspell-trials"
+
+
+def _train_cls(crops: Path, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, float]]:
+    from ultralytics import YOLO
+
+    model = YOLO("yolo11n-cls.yaml")
+    model.train(
+        data=str(crops), imgsz=args.imgsz, epochs=1000, time=args.minutes / 60, batch=args.batch,
+        optimizer=args.optimizer, lr0=args.lr0, workers=2, project=str(out), name="cls",
+        exist_ok=True, plots=False, verbose=False, pretrained=False, amp=False, seed=0,
+    )  # fmt: skip
+    best = out / "cls" / "weights" / "best.pt"
+    scores = {}
+    for split in ("val", "test") if args.final else ("val",):
+        metrics = YOLO(str(best)).val(
+            data=str(crops), split=split, imgsz=args.imgsz, batch=32, plots=False, verbose=False
+        )
+        scores[f"{'valid' if split == 'val' else split}_top1"] = float(metrics.top1)
+    return best, scores
+
+
+def _train_det(dataset: Any, args: argparse.Namespace, out: Path, one_class: bool):
+    from tasks.evaluate import evaluate
+    from tasks.train import TrainConfig, train
+
+    overrides: dict[str, Any] = {"lr0": args.lr0} | ({"single_cls": True} if one_class else {})
+    config = TrainConfig(
+        model="yolo11n.yaml", imgsz=args.imgsz, epochs=1000, time_hours=args.minutes / 60,
+        batch=args.batch, patience=0, workers=2, optimizer=args.optimizer, overrides=overrides,
+    )  # fmt: skip
+    result = train(dataset.data_yaml, dataset.id, config, out / "runs")
+    scores: dict[str, float] = {"epochs": float(result.epochs_completed)}
+    if one_class:
+        from ultralytics import YOLO
+
+        for split in ("val", "test") if args.final else ("val",):
+            metrics = YOLO(str(result.best)).val(
+                data=str(dataset.data_yaml), split=split, imgsz=args.imgsz, single_cls=True,
+                plots=False, verbose=False,
+            )  # fmt: skip
+            scores[f"{'valid' if split == 'val' else split}_hand_map50"] = float(metrics.box.map50)
+        return result.best, scores
+    for split in ("valid", "test") if args.final else ("valid",):
+        report = evaluate(result.best, dataset.data_yaml, split, out / "eval", args.imgsz)
+        scores |= {f"{split}_map50": report.map50, f"{split}_top1": report.top1_accuracy}
+    return result.best, scores
+
+
+def _compose(dataset: Any, args: argparse.Namespace) -> dict[str, float]:
+    import cv2
+    from ultralytics import YOLO
+
+    from tasks.hand_crops import square_crop
+
+    hand = YOLO(str(Path(args.hand) / "weights" / "best.pt"))
+    classifier = YOLO(str(Path(args.classifier) / "weights" / "best.pt"))
+    scores: dict[str, float] = {}
+    for split in ("valid", "test") if args.final else ("valid",):
+        right = total = 0
+        for image_path in sorted((dataset.local_path / split / "images").iterdir()):
+            label = dataset.local_path / split / "labels" / f"{image_path.stem}.txt"
+            truth = dataset.names[int(label.read_text().split()[0])]
+            image = cv2.imread(str(image_path))
+            boxes = hand.predict(image, imgsz=args.hand_imgsz, conf=0.01, verbose=False)[0].boxes
+            total += 1
+            if len(boxes) == 0:
+                continue
+            box = tuple(float(v) for v in boxes.xyxy[int(boxes.conf.argmax())])
+            crop = square_crop(image, box, 0.2, args.imgsz)  # type: ignore[arg-type]
+            probs = classifier.predict(crop, imgsz=args.imgsz, verbose=False)[0].probs
+            right += classifier.names[int(probs.top1)] == truth
+        scores[f"{split}_top1"] = right / total
+    return scores
+
+
+def main() -> None:
+    """Run one trial, log it to MLflow, append it to the trials file and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("kind", choices=["detector", "classifier", "hand", "compose"])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--imgsz", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="default 32 (classifier), 16")
+    parser.add_argument("--optimizer", default="AdamW")
+    parser.add_argument("--lr0", type=float, default=0.002)
+    parser.add_argument("--hand", help="compose: the hand trial's run folder")
+    parser.add_argument("--hand-imgsz", type=int, default=256)
+    parser.add_argument("--classifier", help="compose: the classifier trial's run folder")
+    parser.add_argument("--name", default=None, help="trial name (default: kind + settings)")
+    parser.add_argument("--final", action="store_true", help="also score test (once, the pick)")
+    args = parser.parse_args()
+    args.imgsz = args.imgsz or {"classifier": 128, "compose": 128, "hand": 256}.get(args.kind, 320)
+    args.batch = args.batch or (32 if args.kind == "classifier" else 16)
+
+    home = Path(os.environ.get("FINGERSPELL_HOME") or tempfile.mkdtemp(prefix="fs-trials-"))
+    os.environ["FINGERSPELL_HOME"] = str(home)
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(home / "ultralytics"))
+    from ultralytics.utils import SETTINGS
+
+    from tasks.dataset import acquire
+    from tasks.hand_crops import build_crop_dataset
+    from tasks.settings import get_settings
+
+    SETTINGS.update(mlflow=False, sync=False)
+    dataset = acquire(str(dataset_path()), home / "datasets")
+    name = args.name or f"{args.kind}-{args.imgsz}px-{args.minutes:g}min-{args.optimizer}"
+    out = home / "trials" / name
+    started = time.time()
+    if args.kind == "classifier":
+        crops = home / "crops" / dataset.id
+        if not crops.exists():
+            build_crop_dataset(dataset.local_path, crops)
+        weights, scores = _train_cls(crops, args, out)
+    elif args.kind in ("detector", "hand"):
+        weights, scores = _train_det(dataset, args, out, one_class=args.kind == "hand")
+    else:
+        weights, scores = None, _compose(dataset, args)
+    row = {
+        "trial": name, "kind": args.kind, "imgsz": args.imgsz, "budget_min": args.minutes,
+        "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch,
+        "wall_s": round(time.time() - started), "weights": str(weights) if weights else None,
+        **{k: round(v, 4) for k, v in scores.items()},
+    }  # fmt: skip
+
+    import mlflow
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=name):
+        mlflow.log_params({k: v for k, v in row.items() if not isinstance(v, float)})
+        mlflow.log_metrics({k: v for k, v in scores.items()})
+
+    trials = json.loads(TRIALS_FILE.read_text())["trials"] if TRIALS_FILE.exists() else []
+    trials.append(row)
+    write_results("quality_trials", {"trials": trials})
+    keys = ["trial", "wall_s", "valid_top1", "valid_map50", "valid_hand_map50", "test_top1"]
+    print_table(keys, [[t.get(k, "") for k in keys] for t in trials])
+
+
+if __name__ == "__main__":
+    main()
