@@ -8,9 +8,13 @@ import pytest
 from servers import BIN, free_port, start_server, stop, wait_http
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``mlflow server`` (sqlite store, served artifacts) on 127.0.0.1."""
+    """A real ``mlflow server`` (sqlite store, served artifacts) on 127.0.0.1.
+
+    One per test module: a module's tests may build on each other's registry state (first
+    model → champion, then challenger), and another module's models must not be in it.
+    """
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     log = root / "server.log"

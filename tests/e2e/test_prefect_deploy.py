@@ -156,7 +156,8 @@ def test_deploy_and_run_smoke_pipeline_through_a_worker(
     timings["flow_run_s"] = parent["total_run_time"]
     assert str(parent["id"]) in worker_log.read_text(), "this worker ran it"
 
-    client = MlflowClient(stack["mlflow"])
+    # Both URIs: an earlier test may have set a process-wide registry URI elsewhere.
+    client = MlflowClient(tracking_uri=stack["mlflow"], registry_uri=stack["mlflow"])
     versions = client.search_model_versions(f"name='{MODEL_NAME}'")
     assert len(versions) == 1, "exactly one new version registered by the run"
     version = versions[0]
