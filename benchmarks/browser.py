@@ -109,6 +109,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="a .pt file (default: train a smoke model)")
     parser.add_argument("--onnx", type=Path, help="its ONNX export (with --weights)")
     parser.add_argument("--seconds", type=float, default=30.0, help="measuring window")
+    parser.add_argument(
+        "--fp32", action="store_true", help="ship no int8 variant (the app then runs fp32)"
+    )
     args = parser.parse_args()
     dataset = dataset_path()
 
@@ -116,7 +119,14 @@ def main() -> None:
         work = Path(tmp)
         weights, onnx = (args.weights, args.onnx) if args.weights else smoke_model(dataset, work)
         store = f"sqlite:///{work / 'mlflow.db'}"
-        register_model(store, weights, onnx, artifact_root=(work / "artifacts").as_uri())
+        int8 = None
+        if not args.fp32:  # as the training flow ships it (calibrated on train images)
+            from tasks.onnx_tools import quantize_int8
+
+            calibration = sorted((dataset / "train" / "images").glob("*.jpg"))[::24]
+            int8 = quantize_int8(onnx, calibration, work / "model.int8.onnx")
+        artifacts = (work / "artifacts").as_uri()
+        register_model(store, weights, onnx, artifact_root=artifacts, int8=int8)
         clip = make_clip(dataset, work / "clip.y4m")
         port, log = free_port(), work / "app.log"
         env = {

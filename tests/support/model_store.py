@@ -31,6 +31,7 @@ def register_model(
     dataset_id: str = "smoke-subset",
     imgsz: int = 320,
     alias: str | None = CHAMPION,
+    int8: Path | None = None,
 ) -> ModelVersion:
     """Log ``weights`` + ``onnx`` as a new ``asl-detector`` version, with evaluation artifacts.
 
@@ -44,6 +45,8 @@ def register_model(
         dataset_id: Recorded as the version's dataset.
         imgsz: The model's input size.
         alias: Alias to give the version (None: none).
+        int8: An int8 variant of ``onnx`` to ship with it, as the training flow does when the
+            variant passes its test.
 
     Returns:
         The registered version.
@@ -75,6 +78,7 @@ def register_model(
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "metrics": metrics,
         },
+        int8=int8,
     )
     for run in (train_run, eval_run):
         client.set_terminated(run, "FINISHED")
