@@ -8,6 +8,7 @@ mean and p95 over the page's 2 s window. VP8 encode/decode and the network are n
 
     .venv/bin/python benchmarks/browser.py                       # trains a smoke model first
     .venv/bin/python benchmarks/browser.py --weights best.pt --onnx model.onnx
+    .venv/bin/python benchmarks/browser.py --video-width 320   # ask the browser for 320×240
 
 Writes ``benchmarks/results/browser.json``. Goal: >= 25 FPS for one session, >= 15 each for 4.
 """
@@ -112,6 +113,12 @@ def main() -> None:
     parser.add_argument(
         "--fp32", action="store_true", help="ship no int8 variant (the app then runs fp32)"
     )
+    parser.add_argument(
+        "--video-width",
+        type=int,
+        default=640,
+        help="camera track width the app asks the browser for (FINGERSPELL_UI_VIDEO_WIDTH)",
+    )
     args = parser.parse_args()
     dataset = dataset_path()
 
@@ -133,6 +140,7 @@ def main() -> None:
             "FINGERSPELL_MLFLOW_TRACKING_URI": store,
             "FINGERSPELL_HOME": str(work / "home"),
             "HOME": str(work),
+            "FINGERSPELL_UI_VIDEO_WIDTH": str(args.video_width),
         }
         load_before = os.getloadavg()
         app = start_app(port, log, env)
@@ -148,7 +156,13 @@ def main() -> None:
         load_after = os.getloadavg()
 
     table: list[list[Any]] = []
-    payload: dict[str, Any] = {"frame_size": "640x480", "seconds": args.seconds, "sessions": {}}
+    payload: dict[str, Any] = {
+        "frame_size": "640x480",
+        "video_width": args.video_width,
+        "int8": not args.fp32,
+        "seconds": args.seconds,
+        "sessions": {},
+    }
     for n, rows in results.items():
         fps = [r["fps"] for r in rows]
         latency = statistics.mean(r["latency_ms"] for r in rows)

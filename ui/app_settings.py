@@ -43,6 +43,14 @@ class UiSettings(BaseSettings):
         "recognized on that session's own thread, so sessions run side by side, and the VP8 "
         "codecs keep a core (two threads: ~10% more FPS for a single session on 2 cores).",
     )
+    video_width: int = Field(
+        default=640,
+        ge=160,
+        le=1920,
+        description="Width asked of the browser's camera (ideal; 4:3 height follows). The "
+        "recognizer letterboxes to 320 px, so 320 reads as well as 640 and halves the video "
+        "codec work per frame side.",
+    )
     max_upload_mb: int = Field(
         default=10, ge=1, description="Largest upload accepted (keep equal to maxUploadSize)."
     )

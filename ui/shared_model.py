@@ -64,6 +64,15 @@ def current_model() -> tuple[Recognizer, ModelDetails]:
         ) from error
 
 
+def model_or_stop() -> tuple[Recognizer, ModelDetails]:
+    """:func:`current_model`, or the friendly page and the end of this script run."""
+    try:
+        return current_model()
+    except ModelUnavailable as problem:
+        show_unavailable(problem)
+        st.stop()
+
+
 def show_unavailable(problem: ModelUnavailable) -> None:
     """A friendly explanation with the exact commands to run; never a traceback."""
     uri = get_settings().tracking_uri

@@ -11,11 +11,12 @@ from streamlit_webrtc import WebRtcMode, WebRtcStreamerContext, webrtc_streamer
 from ui.app_settings import get_ui_settings, rtc_configuration
 from ui.video import FrameProcessor
 
-# 640×480 is what the recognizer needs (it letterboxes to 320 px) and what 2 cores can encode.
-CONSTRAINTS = {
-    "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": 30}},
-    "audio": False,
-}
+
+def constraints(width: int) -> dict[str, Any]:
+    """getUserMedia constraints: a 4:3 camera track of about ``width`` pixels at 30 fps."""
+    height = width * 3 // 4
+    video = {"width": {"ideal": width}, "height": {"ideal": height}, "frameRate": {"ideal": 30}}
+    return {"video": video, "audio": False}
 
 
 def _secrets() -> Mapping[str, Any] | None:
@@ -43,6 +44,6 @@ def webcam(key: str, processor: FrameProcessor) -> WebRtcStreamerContext:
         mode=WebRtcMode.SENDRECV,
         rtc_configuration=config,
         video_frame_callback=processor,
-        media_stream_constraints=CONSTRAINTS,
+        media_stream_constraints=constraints(get_ui_settings().video_width),
         async_processing=True,
     )

@@ -61,3 +61,18 @@ def test_streamlit_config_matches_the_upload_limit():
     server = tomllib.loads(config.read_text())["server"]
     assert server["address"] == "127.0.0.1"
     assert server["maxUploadSize"] == UiSettings().max_upload_mb
+
+
+def test_camera_size_asked_of_the_browser_follows_the_setting(monkeypatch: pytest.MonkeyPatch):
+    from ui.webcam import constraints
+
+    assert UiSettings().video_width == 640
+    monkeypatch.setenv("FINGERSPELL_UI_VIDEO_WIDTH", "320")
+    width = UiSettings().video_width
+    assert constraints(width) == {
+        "video": {"width": {"ideal": 320}, "height": {"ideal": 240}, "frameRate": {"ideal": 30}},
+        "audio": False,
+    }
+    monkeypatch.setenv("FINGERSPELL_UI_VIDEO_WIDTH", "100")
+    with pytest.raises(ValueError, match="video_width"):
+        UiSettings()

@@ -8,8 +8,7 @@ import streamlit as st
 
 from ui.app_settings import get_ui_settings
 from ui.frame_stats import FrameStats
-from ui.model_info import ModelUnavailable
-from ui.shared_model import current_model, show_unavailable
+from ui.shared_model import model_or_stop
 from ui.spelling import Speller
 from ui.video import FrameProcessor
 from ui.webcam import webcam
@@ -17,11 +16,7 @@ from ui.webcam import webcam
 REFRESH_SECONDS = 1.0  # how often the readout polls the callback's results while streaming
 
 st.title("Live fingerspelling")
-try:
-    recognizer, details = current_model()
-except ModelUnavailable as problem:
-    show_unavailable(problem)
-    st.stop()
+recognizer, details = model_or_stop()
 
 settings = get_ui_settings()
 state = st.session_state

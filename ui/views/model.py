@@ -17,7 +17,7 @@ from ui.model_info import (
     list_versions,
     per_letter,
 )
-from ui.shared_model import VERSION_KEY, current_model, show_unavailable
+from ui.shared_model import VERSION_KEY, model_or_stop, show_unavailable
 
 COLUMNS = {
     "map50": "mAP50",
@@ -76,11 +76,7 @@ if champion.button("Use the champion", use_container_width=True, disabled=picked
     state.pop(VERSION_KEY, None)
     st.rerun()
 
-try:
-    recognizer, details = current_model()
-except ModelUnavailable as problem:
-    show_unavailable(problem)
-    st.stop()
+recognizer, details = model_or_stop()
 
 aliases = ", ".join(details.aliases) or "no alias"
 st.subheader(f"Loaded: {details.name} v{details.version} ({aliases})")

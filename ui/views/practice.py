@@ -6,9 +6,8 @@ import streamlit as st
 
 from ui.app_settings import get_ui_settings
 from ui.frame_stats import FrameStats
-from ui.model_info import ModelUnavailable
 from ui.practice import PracticeSession, PracticeView
-from ui.shared_model import current_model, show_unavailable
+from ui.shared_model import model_or_stop
 from ui.video import FrameProcessor
 from ui.webcam import webcam
 
@@ -16,11 +15,7 @@ REFRESH_SECONDS = 1.0
 EXTRA_HOLD = 0.2  # practice asks for a slightly more deliberate hold than typing
 
 st.title("Practice")
-try:
-    recognizer, details = current_model()
-except ModelUnavailable as problem:
-    show_unavailable(problem)
-    st.stop()
+recognizer, details = model_or_stop()
 
 settings = get_ui_settings()
 state = st.session_state

@@ -7,16 +7,11 @@ import streamlit as st
 
 from tasks.draw import draw_detections
 from ui.app_settings import get_ui_settings
-from ui.model_info import ModelUnavailable
-from ui.shared_model import current_model, show_unavailable
+from ui.shared_model import model_or_stop
 from ui.uploads import UploadProblem, read_upload
 
 st.title("Recognize images")
-try:
-    recognizer, details = current_model()
-except ModelUnavailable as problem:
-    show_unavailable(problem)
-    st.stop()
+recognizer, details = model_or_stop()
 
 settings = get_ui_settings()
 st.caption(
