@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default 32 (classifier), 16")
     parser.add_argument("--optimizer", default="AdamW")
     parser.add_argument("--lr0", type=float, default=0.002)
+    parser.add_argument("--jitter", type=float, default=0.0, help="classifier: train-box jitter")
     parser.add_argument("--hand", help="compose: the hand trial's run folder")
     parser.add_argument("--hand-imgsz", type=int, default=256)
     parser.add_argument("--classifier", help="compose: the classifier trial's run folder")
@@ -141,12 +142,14 @@ def main() -> None:
     SETTINGS.update(mlflow=False, sync=False)
     dataset = acquire(str(dataset_path()), home / "datasets")
     name = args.name or f"{args.kind}-{args.imgsz}px-{args.minutes:g}min-{args.optimizer}"
+    if args.jitter:
+        name += f"-jitter{args.jitter:g}"
     out = home / "trials" / name
     started = time.time()
     if args.kind == "classifier":
-        crops = home / "crops" / dataset.id
+        crops = home / "crops" / f"{dataset.id}-jitter{args.jitter:g}"
         if not crops.exists():
-            build_crop_dataset(dataset.local_path, crops)
+            build_crop_dataset(dataset.local_path, crops, jitter=args.jitter)
         weights, scores = _train_cls(crops, args, out)
     elif args.kind in ("detector", "hand"):
         weights, scores = _train_det(dataset, args, out, one_class=args.kind == "hand")
@@ -154,7 +157,7 @@ def main() -> None:
         weights, scores = None, _compose(dataset, args)
     row = {
         "trial": name, "kind": args.kind, "imgsz": args.imgsz, "budget_min": args.minutes,
-        "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch,
+        "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch, "jitter": args.jitter,
         "wall_s": round(time.time() - started), "weights": str(weights) if weights else None,
         **{k: round(v, 4) for k, v in scores.items()},
     }  # fmt: skip

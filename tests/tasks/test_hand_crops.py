@@ -74,3 +74,30 @@ def test_crop_dataset_is_written_once_and_leaves_nothing_half_done(tmp_path: Pat
     (tmp_path / "crops").mkdir()
     with pytest.raises(FileExistsError):
         build_crop_dataset(dataset, tmp_path / "crops")
+
+
+def test_jitter_moves_and_scales_a_box_within_its_bounds():
+    from tasks.hand_crops import jitter_box
+
+    rng = np.random.default_rng(1)
+    box = (100.0, 50.0, 140.0, 130.0)  # 40 × 80, centre (120, 90)
+    assert jitter_box(box, 0.0, rng) == box
+    for _ in range(200):
+        x0, y0, x1, y1 = jitter_box(box, 0.2, rng)
+        assert abs((x0 + x1) / 2 - 120) <= 0.2 * 40 + 1e-9
+        assert abs((y0 + y1) / 2 - 90) <= 0.2 * 80 + 1e-9
+        assert 0.8 - 1e-9 <= (x1 - x0) / 40 <= 1.2 + 1e-9
+        assert (x1 - x0) / 40 == pytest.approx((y1 - y0) / 80)  # one scale for both sides
+
+
+def test_jittered_train_copies_only_in_train_and_reproducible(tmp_path: Path):
+    dataset = _tiny_dataset(tmp_path / "ds")
+    first = build_crop_dataset(dataset, tmp_path / "a", size=24, jitter=0.2, train_copies=3)
+    again = build_crop_dataset(dataset, tmp_path / "b", size=24, jitter=0.2, train_copies=3)
+    assert len(list((first / "train" / "A").glob("*.jpg"))) == 6  # 2 boxes × 3 copies
+    assert len(list((first / "val" / "B").glob("*.jpg"))) == 1  # valid/test: the label's crop
+    files = sorted(p.relative_to(first) for p in first.rglob("*.jpg"))
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*.jpg"))
+    assert all((first / f).read_bytes() == (again / f).read_bytes() for f in files)
+    copies = sorted((first / "train" / "A").glob("A0_0_*.jpg"))
+    assert copies[0].read_bytes() != copies[1].read_bytes(), "each copy jittered anew"
