@@ -7,6 +7,11 @@ interleaved rounds so that load from other processes spreads over all of them al
     .venv/bin/python benchmarks/inference.py                      # trains a smoke model first
     .venv/bin/python benchmarks/inference.py --weights best.pt
     .venv/bin/python benchmarks/inference.py --model-uri models:/asl-detector@champion
+    .venv/bin/python benchmarks/inference.py --weights hand.pt --classifier classifier.onnx
+
+With ``--classifier`` the weights are a two-stage model's hand detector, and two more variants
+run the whole two-stage recognizer (detector at each size, then the letter classifier on the
+hand's crop): ``two_stage_fp32`` and ``two_stage_int8`` (int8 detector, fp32 classifier).
 
 Writes ``benchmarks/results/inference.json``: {size: {variant: {"median_ms", "p95_ms", ...}}}.
 """
@@ -34,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from tasks.onnx_tools import export_onnx, quantize_int8  # noqa: E402
 from tasks.recognize import Recognizer  # noqa: E402
+from tasks.two_stage import assemble  # noqa: E402
 
 VARIANTS = ("ultralytics_pt", "ultralytics_onnx", "recognizer_fp32", "recognizer_int8")
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "asl-letters"
@@ -127,6 +133,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dict[str, A
             "recognizer_fp32": fp32.recognize,
             "recognizer_int8": int8.recognize,
         }
+        if args.classifier:
+            pad = args.crop_pad
+            both = assemble(fp32_path, args.classifier, None, folder / "two-stage", pad)
+            both8 = assemble(
+                fp32_path, args.classifier, None, folder / "two-stage-int8", pad, int8_path
+            )
+            runners["two_stage_fp32"] = Recognizer.load(str(both), threads=args.threads).recognize
+            runners["two_stage_int8"] = Recognizer.load(str(both8), threads=args.threads).recognize
         results[str(size)] = measure(runners, frames, args.warmup, args.rounds)
         results[str(size)]["recognizer_int8"]["top1_agreement_with_fp32"] = top_agreement(
             fp32, int8, frames
@@ -140,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", type=Path, help="ultralytics .pt weights")
     parser.add_argument("--model-uri", help="MLflow model URI holding artifacts/best.pt")
+    parser.add_argument("--classifier", type=Path, help="two-stage: the letter classifier .onnx")
+    parser.add_argument("--crop-pad", type=float, default=0.2, help="two-stage: crop margin")
     parser.add_argument("--dataset", type=Path, default=None, help="YOLO dataset folder")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 416, 640])
     parser.add_argument("--images", type=int, default=50, help="test images timed")
@@ -155,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
 
-    header = f"{'size':>5} " + " ".join(f"{v:>24}" for v in VARIANTS)
+    variants = [*VARIANTS, *(("two_stage_fp32", "two_stage_int8") if args.classifier else ())]
+    header = f"{'size':>5} " + " ".join(f"{v:>24}" for v in variants)
     print(f"\nmedian / p95 ms per image (batch 1, {os.cpu_count()} CPUs)\n{header}")
     for size, stats in results.items():
-        cells = [f"{stats[v]['median_ms']:>10.1f} / {stats[v]['p95_ms']:<11.1f}" for v in VARIANTS]
+        cells = [f"{stats[v]['median_ms']:>10.1f} / {stats[v]['p95_ms']:<11.1f}" for v in variants]
         print(f"{size:>5} " + " ".join(f"{c:>24}" for c in cells))
     for size, stats in results.items():
         speedup = stats["ultralytics_pt"]["median_ms"] / stats["recognizer_int8"]["median_ms"]

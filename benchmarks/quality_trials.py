@@ -10,7 +10,8 @@
 * ``classifier``: an ultralytics ``-cls`` model on padded hand crops cut from the labels: the
   letter accuracy a two-stage recognizer reaches with a perfect hand detector.
 * ``hand``: a one-class hand detector (``single_cls``); mAP50 of "a hand is here".
-* ``compose``: top hand box → crop → classifier, i.e. the two-stage top-1 end to end.
+* ``compose``: both trials exported and assembled into the two-stage model the train flow
+  ships, scored by the project's evaluation (top-1, mAP from the recognizer's detections).
 
 Every trial is an MLflow run in the ``fingerspell-trials`` experiment and a row appended to
 ``benchmarks/results/quality_trials.json``. Test is scored only with ``--final`` (the chosen
@@ -84,31 +85,27 @@ def _train_det(dataset: Any, args: argparse.Namespace, out: Path, one_class: boo
     return result.best, scores
 
 
-def _compose(dataset: Any, args: argparse.Namespace) -> dict[str, float]:
-    import cv2
-    from ultralytics import YOLO
+def _compose(dataset: Any, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, float]]:
+    """Both stages as the train flow ships them: exported, assembled, run by the recognizer."""
+    from tasks.evaluate import evaluate
+    from tasks.onnx_tools import export_onnx
+    from tasks.two_stage import assemble
 
-    from tasks.hand_crops import square_crop
-
-    hand = YOLO(str(Path(args.hand) / "weights" / "best.pt"))
-    classifier = YOLO(str(Path(args.classifier) / "weights" / "best.pt"))
+    hand = next(Path(args.hand).rglob("weights/best.pt"))
+    letters = next(Path(args.classifier).rglob("weights/best.pt"))
+    detector = export_onnx(hand, args.hand_imgsz, out / "hand-export")
+    classifier = export_onnx(letters, args.imgsz, out / "cls-export")
+    model = assemble(detector, classifier, letters, out / "model", pad=args.pad)
     scores: dict[str, float] = {}
     for split in ("valid", "test") if args.final else ("valid",):
-        right = total = 0
-        for image_path in sorted((dataset.local_path / split / "images").iterdir()):
-            label = dataset.local_path / split / "labels" / f"{image_path.stem}.txt"
-            truth = dataset.names[int(label.read_text().split()[0])]
-            image = cv2.imread(str(image_path))
-            boxes = hand.predict(image, imgsz=args.hand_imgsz, conf=0.01, verbose=False)[0].boxes
-            total += 1
-            if len(boxes) == 0:
-                continue
-            box = tuple(float(v) for v in boxes.xyxy[int(boxes.conf.argmax())])
-            crop = square_crop(image, box, 0.2, args.imgsz)  # type: ignore[arg-type]
-            probs = classifier.predict(crop, imgsz=args.imgsz, verbose=False)[0].probs
-            right += classifier.names[int(probs.top1)] == truth
-        scores[f"{split}_top1"] = right / total
-    return scores
+        report = evaluate(model, dataset.data_yaml, split, out / "eval", args.hand_imgsz)
+        scores |= {f"{split}_top1": report.top1_accuracy, f"{split}_map50": report.map50}
+        scores[f"{split}_map50_95"] = report.map50_95
+        for row in report.per_letter:
+            if row.top1_accuracy is not None:
+                scores[f"{split}_top1_{row.letter}"] = row.top1_accuracy
+        print(report.to_markdown())
+    return model, scores
 
 
 def main() -> None:
@@ -121,9 +118,10 @@ def main() -> None:
     parser.add_argument("--optimizer", default="AdamW")
     parser.add_argument("--lr0", type=float, default=0.002)
     parser.add_argument("--jitter", type=float, default=0.0, help="classifier: train-box jitter")
-    parser.add_argument("--hand", help="compose: the hand trial's run folder")
+    parser.add_argument("--hand", help="compose: the hand trial's folder (holds weights/best.pt)")
+    parser.add_argument("--pad", type=float, default=0.2, help="compose: crop margin")
     parser.add_argument("--hand-imgsz", type=int, default=256)
-    parser.add_argument("--classifier", help="compose: the classifier trial's run folder")
+    parser.add_argument("--classifier", help="compose: the classifier trial's folder")
     parser.add_argument("--name", default=None, help="trial name (default: kind + settings)")
     parser.add_argument("--final", action="store_true", help="also score test (once, the pick)")
     args = parser.parse_args()
@@ -154,7 +152,7 @@ def main() -> None:
     elif args.kind in ("detector", "hand"):
         weights, scores = _train_det(dataset, args, out, one_class=args.kind == "hand")
     else:
-        weights, scores = None, _compose(dataset, args)
+        weights, scores = _compose(dataset, args, out)
     row = {
         "trial": name, "kind": args.kind, "imgsz": args.imgsz, "budget_min": args.minutes,
         "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch, "jitter": args.jitter,

@@ -19,8 +19,10 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from tasks.evaluate import EvalReport
 from tasks.registry import configure_mlflow
 from tasks.settings import Settings
+from tasks.train import TrainResult
 
 # MLflow reads a tracking server's credentials from these variables. Jobs on Vertex AI get no
 # secrets in their plain environment: the flow fills them from Prefect Secret blocks instead.
@@ -110,3 +112,27 @@ def log_json(client: MlflowClient, run_id: str, name: str, payload: Any) -> None
         path = Path(tmp) / name
         path.write_text(json.dumps(payload, indent=2, default=str))
         client.log_artifact(run_id, str(path))
+
+
+def log_training(client: MlflowClient, run_id: str, result: TrainResult) -> None:
+    """Log a finished training's plots, table, weights and throughput to ``run_id``."""
+    for file in sorted(result.run_dir.glob("*")):
+        if file.suffix in {".png", ".jpg", ".csv", ".yaml"}:
+            client.log_artifact(run_id, str(file), "training")
+    client.log_artifact(run_id, str(result.best), "weights")
+    for key, value in {
+        "epochs_completed": result.epochs_completed,
+        "train_seconds": result.train_seconds,
+        "train_images_per_second": result.images_per_second,
+    }.items():
+        client.log_metric(run_id, key, float(value))
+    client.set_tag(run_id, "resumed", str(result.resumed))
+
+
+def log_report(client: MlflowClient, run_id: str, report: EvalReport) -> None:
+    """Log an evaluation's metrics, per-letter table and pictures to ``run_id``."""
+    for key, value in report.metrics_dict().items():
+        client.log_metric(run_id, key, value)
+    log_json(client, run_id, f"per_letter_{report.split}.json", report.per_letter_rows())
+    client.log_artifact(run_id, str(report.confusion_png), f"evaluation/{report.split}")
+    client.log_artifact(run_id, str(report.samples_jpg), f"evaluation/{report.split}")

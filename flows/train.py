@@ -1,12 +1,19 @@
 """Training flow: train → evaluate (test and valid) → log model → register → promotion gate.
 
+A two-stage recipe (``TrainConfig.classifier`` set) trains a one-class hand detector, then a
+letter classifier on hand crops, and ships both as one model the recognizer runs.
+
 ``python -m flows.train --dataset.id ID --dataset.uri URI --profile smoke`` runs it alone; the
 pipeline flow runs it after the data flow, nested under the pipeline's MLflow run.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Literal
 
@@ -18,16 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows import mlflow_runs
 from tasks.dataset import localize
 from tasks.evaluate import EvalReport, evaluate
-from tasks.onnx_tools import export_onnx, quantize_int8
+from tasks.int8_choice import INT8_TOLERANCE, int8_variant
+from tasks.onnx_tools import export_onnx
 from tasks.profiles import get_profile
 from tasks.records import DatasetRef, ModelVersion
 from tasks.registry import MODEL_NAME, PromotionDecision, decide_promotion, log_model, register
 from tasks.settings import get_settings, prepare_environment
 from tasks.train import TrainConfig, TrainResult, resolve_device, train
-
-INT8_TOLERANCE = 0.01
-CALIBRATION_IMAGES = 64
-
+from tasks.train_classifier import ClassifierConfig, train_classifier
+from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, is_two_stage, two_stage_metadata
 
 # Scores the evaluation reports on the test split; the gate compares one of them.
 GateMetric = Literal["test_map50", "test_map50_95", "test_top1", "test_precision", "test_recall"]
@@ -39,7 +45,7 @@ class GateConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metric: GateMetric = Field(
-        default="test_map50",
+        default="test_top1",
         description="Test-split metric compared (higher is better): detection mAP or the "
         "top-1 letter accuracy a learner feels.",
     )
@@ -54,7 +60,10 @@ class TrainParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dataset: DatasetRef = Field(description="The dataset, as the data flow returned it.")
-    profile: str = Field(default="cpu", description="Training recipe: smoke, demo, cpu or gpu.")
+    profile: str = Field(
+        default="cpu",
+        description="Training recipe: smoke, demo, cpu (two-stage, 2 h on a CPU) or gpu.",
+    )
     train: TrainConfig | None = Field(
         default=None, description="A full recipe; overrides the profile when given."
     )
@@ -95,6 +104,36 @@ def train_task(
     return train(dataset.data_yaml, dataset.id, config, runs_dir, mlflow_run_id=run_id)
 
 
+@task(cache_policy=NO_CACHE, retries=1)
+def classifier_task(
+    dataset: DatasetRef,
+    config: ClassifierConfig,
+    runs_dir: Path,
+    device: str,
+    run_id: str,
+    tracking_uri: str,
+) -> TrainResult:
+    """Train the letter classifier of a two-stage recipe on the dataset's hand crops.
+
+    It runs in a process of its own so that it can train while the detector does: on a CPU,
+    ultralytics trains with ``cores - 1`` threads and no loader workers, so one training
+    leaves a 2-core machine half idle. Two side by side use both cores.
+    """
+    spawn = multiprocessing.get_context("spawn")  # a fork of a threaded process may deadlock
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        job = pool.submit(
+            train_classifier,
+            dataset.local_path,
+            dataset.id,
+            config,
+            runs_dir,
+            resolve_device(device),
+            run_id,
+            tracking_uri,
+        )
+        return job.result()
+
+
 @task(cache_policy=NO_CACHE)
 def evaluate_task(
     weights: Path, dataset: DatasetRef, split: str, out_dir: Path, imgsz: int, device: str
@@ -106,48 +145,6 @@ def evaluate_task(
     create_markdown_artifact(key=f"evaluation-{split}", markdown=report.to_markdown())
     create_table_artifact(key=f"per-letter-{split}", table=report.per_letter_rows())
     return report
-
-
-def _int8_variant(
-    onnx: Path, dataset: DatasetRef, fp32: EvalReport, out_dir: Path, imgsz: int
-) -> tuple[Path | None, dict[str, float]]:
-    """Quantize, evaluate on test, and keep the int8 model only if it scores like fp32."""
-    train_images = sorted((dataset.local_path / "train" / "images").iterdir())
-    step = max(1, len(train_images) // CALIBRATION_IMAGES)
-    calibration = train_images[::step][:CALIBRATION_IMAGES]
-    int8 = quantize_int8(onnx, calibration, onnx.with_name("model.int8.onnx"))
-    report = evaluate(int8, dataset.data_yaml, "test", out_dir / "int8", imgsz=imgsz)
-    drop = fp32.map50 - report.map50
-    kept = drop <= INT8_TOLERANCE
-    verdict = "kept" if kept else "dropped"
-    get_run_logger().info(
-        "int8 test mAP50 %.4f vs fp32 %.4f: %s", report.map50, fp32.map50, verdict
-    )
-    return (int8 if kept else None), {"int8_test_map50": report.map50, "int8_kept": float(kept)}
-
-
-def _log_training(client, run_id: str, result: TrainResult) -> None:
-    for file in sorted(result.run_dir.glob("*")):
-        if file.suffix in {".png", ".jpg", ".csv", ".yaml"}:
-            client.log_artifact(run_id, str(file), "training")
-    client.log_artifact(run_id, str(result.best), "weights")
-    for key, value in {
-        "epochs_completed": result.epochs_completed,
-        "train_seconds": result.train_seconds,
-        "train_images_per_second": result.images_per_second,
-    }.items():
-        client.log_metric(run_id, key, float(value))
-    client.set_tag(run_id, "resumed", str(result.resumed))
-
-
-def _log_report(client, run_id: str, report: EvalReport) -> None:
-    for key, value in report.metrics_dict().items():
-        client.log_metric(run_id, key, value)
-    mlflow_runs.log_json(
-        client, run_id, f"per_letter_{report.split}.json", report.per_letter_rows()
-    )
-    client.log_artifact(run_id, str(report.confusion_png), f"evaluation/{report.split}")
-    client.log_artifact(run_id, str(report.samples_jpg), f"evaluation/{report.split}")
 
 
 @flow(name="train", log_prints=True)
@@ -173,31 +170,59 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
         runs_dir = runs_dir / time.strftime("%Y%m%d-%H%M%S")
     tags = {"dataset_id": dataset.id, "profile": params.profile}
 
-    with mlflow_runs.run(client, experiment_id, "train", parent_run_id, tags) as train_run:
+    # What evaluation, int8 and rescoring look at: the detector, or the two-stage folder.
+    two_stage: Path | None = None
+    extra: dict[str, Path] = {}
+    with ExitStack() as runs:
+        train_run = runs.enter_context(
+            mlflow_runs.run(client, experiment_id, "train", parent_run_id, tags)
+        )
         mlflow_runs.log_params(
             client,
             train_run,
             {"profile": params.profile, "dataset_id": dataset.id, "dataset_uri": params.dataset.uri}
-            | mlflow_runs.flatten("recipe", config.model_dump(mode="json")),
+            | mlflow_runs.flatten("recipe", config.model_dump(mode="json", exclude={"classifier"})),
         )
+        stage2, letters_future = config.classifier, None
+        if stage2 is not None:
+            cls_run = runs.enter_context(
+                mlflow_runs.run(client, experiment_id, "train-classifier", parent_run_id, tags)
+            )
+            mlflow_runs.log_params(
+                client, cls_run, mlflow_runs.flatten("classifier", stage2.model_dump(mode="json"))
+            )
+            # The classifier needs only the labels, so it trains beside the detector.
+            letters_future = classifier_task.submit(
+                dataset, stage2, runs_dir, config.device, cls_run, settings.tracking_uri
+            )
         result = train_task(dataset, config, runs_dir, train_run)
-        _log_training(client, train_run, result)
+        mlflow_runs.log_training(client, train_run, result)
         onnx = export_onnx(result.best, config.imgsz, result.run_dir / "export")
+        model: Path = result.best
+        if stage2 is not None and letters_future is not None:
+            letters = letters_future.result()
+            mlflow_runs.log_training(client, cls_run, letters)
+            cls_onnx = export_onnx(letters.best, stage2.imgsz, letters.run_dir / "export")
+            two_stage = model = assemble(
+                onnx, cls_onnx, letters.best, result.run_dir / "two-stage", pad=stage2.pad
+            )
+            extra = {"classifier": two_stage / "classifier.onnx"}
+            extra["classifier_weights"] = two_stage / CLASSIFIER_WEIGHTS
 
     eval_dir = result.run_dir / "evaluation"
     with mlflow_runs.run(client, experiment_id, "evaluate", parent_run_id, tags) as eval_run:
         reports = {
-            split: evaluate_task(result.best, dataset, split, eval_dir, config.imgsz, config.device)
+            split: evaluate_task(model, dataset, split, eval_dir, config.imgsz, config.device)
             for split in ("test", "valid")
         }
         metrics: dict[str, float] = {}
         for report in reports.values():
-            _log_report(client, eval_run, report)
+            mlflow_runs.log_report(client, eval_run, report)
             metrics |= report.metrics_dict()
         int8 = None
         if params.int8:
-            int8, int8_metrics = _int8_variant(
-                onnx, dataset, reports["test"], eval_dir, config.imgsz
+            int8, int8_metrics = int8_variant(
+                onnx, dataset, reports["test"], eval_dir, config.imgsz, two_stage
             )
             for key, value in int8_metrics.items():
                 client.log_metric(eval_run, key, value)
@@ -215,8 +240,10 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 "profile": params.profile,
                 "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "metrics": metrics,
+                **(two_stage_metadata(config.classifier.pad) if config.classifier else {}),
             },
             int8=int8,
+            extra=extra,
         )
         version = register(
             model_uri,
@@ -239,10 +266,13 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                     f"models:/{MODEL_NAME}/{champion.version}", tracking_uri=settings.tracking_uri
                 )
             )
-            weights = next(folder.rglob("best.pt"))
+            artifacts = next(folder.rglob("metadata.json")).parent
+            # A two-stage champion is its folder; a detector is scored from its weights.
+            weights = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))
             out = eval_dir / f"champion-v{champion.version}"
             device = resolve_device(config.device)
-            report = evaluate(weights, dataset.data_yaml, "test", out, config.imgsz, device=device)
+            champion_size = int(json.loads((artifacts / "metadata.json").read_text())["imgsz"])
+            report = evaluate(weights, dataset.data_yaml, "test", out, champion_size, device)
             return report.metrics_dict().get(params.gate.metric, float("nan"))
 
         decision = decide_promotion(

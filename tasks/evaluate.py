@@ -1,6 +1,8 @@
 """Evaluate a trained detector on a split: detection mAP, top-1 letter accuracy, per-letter rows.
 
-Detection metrics come from ultralytics' validator; top-1 accuracy asks, image by image,
+Detection metrics of a 26-class detector come from ultralytics' validator; a two-stage model
+(a folder: hand detector + crop classifier) is scored from the recognizer's own detections
+by :mod:`tasks.detection_map` with the same AP definition. Top-1 accuracy asks, image by image,
 whether the most confident detection names the image's letter (each image shows one hand).
 Letters with no box in the split are reported as *absent* (``None``), never as zero, so they
 cannot drag an average down. Any failure raises :class:`EvaluationError`: the registry relies
@@ -232,7 +234,8 @@ def evaluate(
     """Evaluate ``weights`` on one split of a YOLO dataset and draw the report's pictures.
 
     Args:
-        weights: A trained ultralytics ``.pt`` file with the 26 letter classes.
+        weights: A trained ultralytics ``.pt`` (or ``.onnx``) file with the 26 letter classes,
+            or a two-stage model folder (``model.onnx`` + ``classifier.onnx``).
         data_yaml: The dataset's ``data.yaml``.
         split: ``"test"`` or ``"valid"``.
         out_dir: Folder for the validator's run folder and the artifacts (under ``out_dir/split``).
@@ -252,7 +255,7 @@ def evaluate(
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', not {split!r}")
     weights, data_yaml = Path(weights), Path(data_yaml)
-    if not weights.is_file():
+    if not weights.exists():
         raise EvaluationError(f"weights not found: {weights}")
     if not data_yaml.is_file():
         raise EvaluationError(f"dataset spec not found: {data_yaml}")
@@ -265,6 +268,47 @@ def evaluate(
     if not images:
         raise EvaluationError(f"split '{split}' of {data_yaml} has no images in {images_dir}")
 
+    run_dir = Path(out_dir) / split
+    if weights.is_dir():
+        box, counts, tops = _two_stage_metrics(weights, images, conf)
+    else:
+        box, counts, tops = _validator_metrics(
+            weights, images, images_dir, spec, out_dir, split, imgsz, batch, device, conf
+        )
+    if counts is None or int(np.sum(counts)) == 0:
+        raise EvaluationError(f"split '{split}' of {data_yaml} has no labelled boxes")
+    return _report(weights, split, imgsz, images, box, counts, tops, run_dir, data_yaml)
+
+
+def _two_stage_metrics(folder: Path, images: list[Path], conf: float):
+    from tasks.detection_map import recognizer_metrics
+    from tasks.recognize import Recognizer
+
+    try:
+        recognizer = Recognizer.load(str(folder))
+        if len(recognizer.names) != len(LETTERS):
+            raise EvaluationError(f"{folder} reads {len(recognizer.names)} classes, not 26 letters")
+        box, counts, raw = recognizer_metrics(recognizer, images, conf)
+    except EvaluationError:
+        raise
+    except Exception as exc:
+        raise EvaluationError(f"evaluating {folder} on {images[0].parent} failed: {exc}") from exc
+    tops = [None if t is None else TopLetter(t[0], t[1], t[2]) for t in raw]  # type: ignore[arg-type]
+    return box, counts, tops
+
+
+def _validator_metrics(
+    weights: Path,
+    images: list[Path],
+    images_dir: Path,
+    spec: dict[str, Any],
+    out_dir: Path,
+    split: str,
+    imgsz: int,
+    batch: int,
+    device: str,
+    conf: float,
+):
     from ultralytics import YOLO
 
     try:
@@ -298,16 +342,26 @@ def evaluate(
         raise
     except Exception as exc:
         raise EvaluationError(f"evaluating {weights} on {images_dir} failed: {exc}") from exc
-    counts = getattr(metrics, "nt_per_class", None)
-    if counts is None or int(np.sum(counts)) == 0:
-        raise EvaluationError(f"split '{split}' of {data_yaml} has no labelled boxes")
+    return metrics.box, getattr(metrics, "nt_per_class", None), tops
 
+
+def _report(
+    weights: Path,
+    split: Literal["test", "valid"],
+    imgsz: int,
+    images: list[Path],
+    box: Any,
+    counts: np.ndarray,
+    tops: list[TopLetter | None],
+    run_dir: Path,
+    data_yaml: Path,
+) -> EvalReport:
     truths = _image_truths(images)
     confusion = _confusion(truths, tops)
     labelled = confusion[: len(LETTERS)]  # images without a box have no letter to get right
     if labelled.sum() == 0:
         raise EvaluationError(f"split '{split}' of {data_yaml} has no labelled images")
-    rows = _letter_rows(metrics.box, counts, labelled)
+    rows = _letter_rows(box, counts, labelled)
 
     # Spread the sample grid over the (name-sorted, hence letter-sorted) images for variety.
     picks = np.unique(np.linspace(0, len(images) - 1, SAMPLE_GRID**2).round().astype(int))
@@ -327,7 +381,6 @@ def evaluate(
         )
     except Exception as exc:  # a report without its pictures would be a partial report
         raise EvaluationError(f"writing evaluation artifacts to {run_dir} failed: {exc}") from exc
-    box = metrics.box
     return EvalReport(
         split=split,
         weights=str(weights),

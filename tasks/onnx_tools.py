@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tasks.recognize import preprocess
+from tasks.yolo_io import preprocess
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks.classifier_config import ClassifierConfig
 from tasks.train import TrainConfig
 
 PROFILES: dict[str, TrainConfig] = {
@@ -16,28 +17,44 @@ PROFILES: dict[str, TrainConfig] = {
         workers=0,
         overrides={"val": False},
     ),
-    # `make demo`: the whole pipeline in about 15 minutes on a 2-core CPU, from scratch.
-    # A quarter of the (augmented) train split per epoch, so the 10 minutes hold whole
-    # epochs. It shows every stage working; a useful model needs `cpu` or `gpu`.
+    # `make demo`: the whole pipeline in about 15 minutes on a 2-core CPU, from scratch: the
+    # two-stage recipe of `cpu` with budgets of 4 + 6 minutes. It shows every stage working
+    # and reads some letters; a useful model needs `cpu` or `gpu`.
     "demo": TrainConfig(
         model="yolo11n.yaml",
-        imgsz=320,
-        epochs=40,
-        time_hours=0.17,
+        imgsz=256,
+        epochs=1000,
+        time_hours=0.07,
         batch=16,
-        fraction=0.25,
         patience=0,
         workers=2,
+        optimizer="AdamW",
+        overrides={"lr0": 0.002},
+        classifier=ClassifierConfig(time_hours=0.1, epochs=1000),
     ),
-    # A 2-core laptop within a 2-hour budget, no pretrained weights needed.
+    # A 2-core laptop within a 2-hour budget, no pretrained weights (benchmarks/TRIALS.md):
+    # a one-class hand detector (25 min) and a letter classifier on jittered hand crops
+    # (85 min). AdamW is explicit: with a time budget, optimizer=auto picks MuSGD, which
+    # costs ~13x more per step on a CPU.
     "cpu": TrainConfig(
         model="yolo11n.yaml",
-        imgsz=320,
-        epochs=200,
-        time_hours=1.9,
+        imgsz=256,
+        epochs=1000,
+        time_hours=25 / 60,
         batch=16,
         patience=0,
         workers=2,
+        optimizer="AdamW",
+        overrides={"lr0": 0.002},
+        classifier=ClassifierConfig(
+            imgsz=128,
+            epochs=1000,
+            time_hours=85 / 60,
+            batch=32,
+            optimizer="AdamW",
+            lr0=0.002,
+            jitter=0.15,
+        ),
     ),
     # Vertex AI GPU: pretrained weights, the full recipe.
     "gpu": TrainConfig(

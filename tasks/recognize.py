@@ -9,29 +9,35 @@ ultralytics when a model has no ONNX export.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 
-from tasks.records import LETTERS, Box, Detection, Record
+from tasks.crop_classifier import CLASSIFIER_FILES, LETTERS_PER_HAND, CropClassifier
+from tasks.hand_crops import DEFAULT_PAD
+from tasks.model_cache import download
+from tasks.ort_session import MAX_THREADS, open_session  # noqa: F401  (MAX_THREADS re-exported)
+from tasks.records import LETTERS, Detection, Record
+from tasks.yolo_io import (  # noqa: F401  (re-exported: the recognizer's public helpers)
+    PAD_VALUE,
+    Letterbox,
+    decode,
+    letterbox,
+    nms,
+    preprocess,
+    unletterbox,
+)
 
 log = logging.getLogger(__name__)
 
 Format = Literal["onnx", "int8", "pt"]
-PAD_VALUE = 114  # ultralytics pads with grey 114; the model was trained on that
-MAX_THREADS = 4  # YOLO11n at batch 1 stops scaling past a few cores; more only steals CPU
 _FILES = {"onnx": "model.onnx", "int8": "model.int8.onnx", "pt": "best.pt"}
 _FALLBACK: dict[str, tuple[Format, ...]] = {
     "onnx": ("onnx", "int8", "pt"),
@@ -46,6 +52,7 @@ class ModelSource(Record):
     uri: str
     path: Path
     format: Format
+    classifier: Path | None = None
 
 
 class Recognition(Record):
@@ -60,171 +67,6 @@ class Recognition(Record):
         return self.detections[0] if self.detections else None
 
 
-@dataclass(frozen=True, slots=True)
-class Letterbox:
-    """How an image of ``shape`` (h, w) was placed on the model's input canvas."""
-
-    shape: tuple[int, int]
-    gain: tuple[float, float]  # (x, y): each side is rounded separately, as ultralytics does
-    pad: tuple[int, int]  # (left, top)
-
-
-def letterbox(
-    image: np.ndarray, size: tuple[int, int], canvas: np.ndarray | None = None
-) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``image`` keeping its aspect ratio and centre it on a grey canvas of ``size`` (h, w).
-
-    Args:
-        image: BGR uint8 image, H x W x 3.
-        size: Canvas (height, width).
-        canvas: Optional uint8 buffer of that size to draw into (saves an allocation per frame).
-
-    Returns:
-        The canvas and the placement needed to map boxes back.
-    """
-    h, w = image.shape[:2]
-    out_h, out_w = size
-    ratio = min(out_h / h, out_w / w)
-    new_w, new_h = max(round(w * ratio), 1), max(round(h * ratio), 1)
-    left, top = round((out_w - new_w) / 2 - 0.1), round((out_h - new_h) / 2 - 0.1)
-    if canvas is None:
-        canvas = np.empty((out_h, out_w, 3), np.uint8)
-    canvas.fill(PAD_VALUE)
-    resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h))
-    canvas[top : top + new_h, left : left + new_w] = resized
-    return canvas, Letterbox((h, w), (new_w / w, new_h / h), (left, top))
-
-
-def preprocess(
-    image: np.ndarray,
-    size: tuple[int, int],
-    canvas: np.ndarray | None = None,
-    tensor: np.ndarray | None = None,
-) -> tuple[np.ndarray, Letterbox]:
-    """Turn a BGR frame into the model input: letterboxed, RGB, NCHW float32 in [0, 1].
-
-    Args:
-        image: BGR uint8 image, H x W x 3.
-        size: Model input (height, width).
-        canvas: Optional (h, w, 3) uint8 buffer for the letterbox.
-        tensor: Optional (1, 3, h, w) float32 buffer for the result.
-
-    Returns:
-        The input tensor and the placement needed to map boxes back.
-
-    Raises:
-        ValueError: When ``image`` is not a BGR uint8 image.
-    """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected a BGR uint8 H x W x 3 image, got {image.shape} {image.dtype}")
-    canvas, placement = letterbox(image, size, canvas)
-    if tensor is None:
-        tensor = np.empty((1, 3, *size), np.float32)
-    # BGR->RGB, HWC->CHW and /255 straight into the tensor; splitting the planes first beats
-    # one strided numpy pass by a third.
-    for plane, channel in zip(cv2.split(canvas)[::-1], tensor[0], strict=True):
-        np.multiply(plane, np.float32(1 / 255), out=channel)
-    return tensor, placement
-
-
-def unletterbox(boxes: np.ndarray, placement: Letterbox) -> np.ndarray:
-    """Map (N, 4) xyxy boxes on the canvas back to the original image, clipped to its borders.
-
-    Args:
-        boxes: Boxes in canvas pixels.
-        placement: What :func:`letterbox` returned for the image.
-
-    Returns:
-        A new float32 (N, 4) array in image pixels.
-    """
-    (gain_x, gain_y), (left, top) = placement.gain, placement.pad
-    h, w = placement.shape
-    shifted = (boxes - np.array([left, top, left, top], np.float32)) / np.array(
-        [gain_x, gain_y, gain_x, gain_y], np.float32
-    )
-    return shifted.clip(0, np.array([w, h, w, h], np.float32)).astype(np.float32, copy=False)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int) -> np.ndarray:
-    """Greedy non-maximum suppression.
-
-    Args:
-        boxes: (N, 4) xyxy boxes.
-        scores: (N,) scores.
-        iou: A box is dropped when its IoU with a better kept box is above this (as torchvision).
-        max_det: Stop after keeping this many.
-
-    Returns:
-        Indices of the kept boxes, best first.
-    """
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size and len(keep) < max_det:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        inter_w = (np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])).clip(0)
-        inter_h = (np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])).clip(0)
-        inter = inter_w * inter_h
-        order = rest[inter / (areas[best] + areas[rest] - inter + 1e-9) <= iou]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def decode(
-    output: np.ndarray,
-    placement: Letterbox,
-    names: tuple[str, ...],
-    conf: float = 0.25,
-    iou: float = 0.45,
-    max_det: int = 10,
-    agnostic: bool = False,
-) -> tuple[Detection, ...]:
-    """Turn a YOLO11 head output (1, 4 + nc, N) of cx, cy, w, h and class scores into detections.
-
-    There is no objectness: a candidate's confidence is its best class score. NMS is per class
-    unless ``agnostic`` (one hand shows one letter, so agnostic suits live video).
-
-    Args:
-        output: The raw head output, in canvas pixels.
-        placement: How the frame was letterboxed onto the canvas.
-        names: Class names, index = class id.
-        conf: Keep candidates scoring strictly above this.
-        iou: NMS overlap above which the weaker box is dropped.
-        max_det: Most detections returned.
-        agnostic: One NMS across all classes.
-
-    Returns:
-        Detections in frame pixels, best first.
-    """
-    pred = output[0]
-    class_scores = pred[4:]
-    # max over the class axis is ~15x faster than argmax there; argmax only the few survivors.
-    candidates = np.flatnonzero(class_scores.max(0) > conf)
-    if candidates.size == 0:
-        return ()
-    survivors = class_scores[:, candidates]
-    class_ids = survivors.argmax(0)
-    scores = survivors[class_ids, np.arange(candidates.size)]
-    cx, cy, bw, bh = pred[:4, candidates]
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-    # Shifting each class to its own far-away region makes one NMS pass class-aware.
-    offset = 0.0 if agnostic else class_ids[:, None] * 8192.0
-    kept = nms(boxes + offset, scores, iou, max_det)
-    mapped = unletterbox(boxes[kept], placement).tolist()
-    return tuple(
-        Detection(
-            letter=names[cid],
-            class_id=cid,
-            confidence=score,
-            box=Box(x1=b[0], y1=b[1], x2=b[2], y2=b[3]),
-        )
-        for cid, score, b in zip(
-            class_ids[kept].tolist(), scores[kept].tolist(), mapped, strict=True
-        )
-    )
-
-
 class Recognizer:
     """Finds fingerspelled letters in BGR frames with one shared model.
 
@@ -233,6 +75,10 @@ class Recognizer:
     thread would multiply memory and thread pools on a small CPU. Per-thread scratch buffers
     hold the letterbox canvas and input tensor, so concurrent callers never share mutable
     state. The PyTorch fallback is not re-entrant, so its forward pass runs under a lock.
+
+    A two-stage model (a folder with ``classifier.onnx`` beside a one-class ``model.onnx``)
+    finds hands first and reads each hand's letter from its crop; callers cannot tell it from
+    a 26-class detector (see :mod:`tasks.crop_classifier`).
 
     Build one with :meth:`load`.
     """
@@ -243,11 +89,13 @@ class Recognizer:
         input_size: tuple[int, int],
         names: tuple[str, ...],
         source: ModelSource,
+        classifier: CropClassifier | None = None,
     ) -> None:
         self._infer = infer
         self.input_size = input_size
-        self.names = names
+        self.names = classifier.names if classifier else names
         self.source = source
+        self.classifier = classifier
         self._scratch = threading.local()
 
     @property
@@ -292,17 +140,24 @@ class Recognizer:
         if not local.exists():
             if "://" not in uri and ":/" not in uri:
                 raise FileNotFoundError(f"no model at {uri}")
-            local = _download(uri, cache_dir or Path.home() / ".cache" / "fingerspell" / "models")
+            local = download(uri, cache_dir or Path.home() / ".cache" / "fingerspell" / "models")
         path, fmt, meta = _pick(local, prefer)
+        classifier = _classifier(path, meta, prefer, threads)
+        if classifier is not None:
+            meta = {**meta, "names": ["hand"]}  # the detector finds hands; letters come after
         if fmt == "pt":
             if prefer != "pt":
                 log.info("no ONNX export found, using PyTorch weights %s", path)
             infer, size, names = _torch_backend(path, meta, threads)
         else:
             infer, size, names, fmt = _onnx_backend(path, meta, threads, spin)
-        source = ModelSource(uri=uri, path=path, format=fmt)
+        source = ModelSource(
+            uri=uri, path=path, format=fmt, classifier=classifier.path if classifier else None
+        )
         log.info("loaded %s model %s (input %sx%s)", fmt, path, *size)
-        return cls(infer, size, names, source)
+        if classifier is not None:
+            log.info("with letter classifier %s (%s px crops)", classifier.path, classifier.size)
+        return cls(infer, size, names, source, classifier)
 
     def recognize(
         self,
@@ -330,12 +185,20 @@ class Recognizer:
         prepared = time.perf_counter()
         output = self._infer(tensor)
         inferred = time.perf_counter()
-        detections = decode(output, placement, self.names, conf, iou, max_det, agnostic)
-        done = time.perf_counter()
+        if self.classifier is None:
+            detections = decode(output, placement, self.names, conf, iou, max_det, agnostic)
+            decoded = done = time.perf_counter()
+        else:
+            hands = decode(output, placement, ("hand",), conf, iou, max_det, agnostic=True)
+            decoded = time.perf_counter()
+            per_hand = 1 if agnostic else LETTERS_PER_HAND
+            detections = self.classifier.letters(image, hands, conf, max_det, per_hand)
+            done = time.perf_counter()
         timing = {
             "preprocess": (prepared - start) * 1e3,
             "infer": (inferred - prepared) * 1e3,
-            "postprocess": (done - inferred) * 1e3,
+            "postprocess": (decoded - inferred) * 1e3,
+            **({"classify": (done - decoded) * 1e3} if self.classifier else {}),
             "total": (done - start) * 1e3,
         }
         return Recognition(detections=detections, timing_ms=timing)
@@ -373,6 +236,21 @@ def _pick(local: Path, prefer: Format) -> tuple[Path, Format, dict[str, Any]]:
     raise FileNotFoundError(f"no model.onnx, model.int8.onnx or best.pt in {local}")
 
 
+def _classifier(
+    detector: Path, meta: dict[str, Any], prefer: Format, threads: int | None
+) -> CropClassifier | None:
+    """The letter classifier beside a detector, if the model is two-stage."""
+    folder = detector.parent
+    order = ("int8", "onnx") if prefer == "int8" else ("onnx", "int8")
+    for kind in order:
+        candidate = folder / CLASSIFIER_FILES[kind]
+        if candidate.is_file():
+            return CropClassifier(candidate, float(meta.get("crop_pad", DEFAULT_PAD)), threads)
+    if meta.get("two_stage"):
+        raise FileNotFoundError(f"two-stage model in {folder} has no classifier.onnx")
+    return None
+
+
 def _read_metadata(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -398,18 +276,7 @@ def _size(imgsz: Any) -> tuple[int, int]:
 def _onnx_backend(
     path: Path, meta: dict[str, Any], threads: int | None, spin: bool
 ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int], tuple[str, ...], Format]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or min(os.cpu_count() or 1, MAX_THREADS)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    providers = ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    session = ort.InferenceSession(str(path), options, providers=providers)
+    session = open_session(path, threads, spin)
     embedded = session.get_modelmeta().custom_metadata_map
     merged = {k: ast.literal_eval(v) for k, v in embedded.items() if k in ("names", "imgsz")}
     merged.update(meta)
@@ -448,41 +315,3 @@ def _torch_backend(
         return (out[0] if isinstance(out, list | tuple) else out).numpy()
 
     return infer, _size(merged["imgsz"]), _names(merged, len(model.names))
-
-
-def _download(uri: str, cache_dir: Path) -> Path:
-    """Download an MLflow model URI once into ``cache_dir`` and return the local folder."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    resolved, cacheable = uri, True
-    if uri.startswith("models:/"):
-        name, _, ref = uri.removeprefix("models:/").partition("@")
-        if ref:  # an alias moves; cache by the version it points at now
-            version = MlflowClient().get_model_version_by_alias(name, ref).version
-            resolved = f"models:/{name}/{version}"
-        else:
-            cacheable = uri.rstrip("/").rsplit("/", 1)[-1].isdigit()  # "latest" or a stage moves
-    # The same "models:/x/3" means another model on another server.
-    where = f"{mlflow.get_tracking_uri()}|{mlflow.get_registry_uri()}|{resolved}"
-    key = hashlib.sha256(where.encode()).hexdigest()[:16]
-    final = cache_dir / key
-    marker = final / ".fingerspell-model"
-    if cacheable and marker.is_file():
-        log.info("using cached %s (%s) from %s", uri, resolved, final)
-        return final / marker.read_text()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # A moving reference ("latest", a stage) goes to a fresh temp folder and is never reused.
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir if cacheable else None))
-    log.info("downloading %s (%s) to %s", uri, resolved, final if cacheable else staging)
-    got = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging)))
-    if not cacheable:
-        return got
-    relative = got.relative_to(staging).as_posix()
-    (staging / marker.name).write_text(relative)
-    try:
-        # Atomic: other processes see no folder or a complete one (the marker is inside).
-        staging.rename(final)
-    except OSError:  # another process finished first; its copy is as good as ours
-        shutil.rmtree(staging, ignore_errors=True)
-    return final / relative

@@ -98,6 +98,7 @@ def log_model(
     onnx: Path,
     model_metadata: dict[str, Any],
     int8: Path | None = None,
+    extra: dict[str, Path] | None = None,
 ) -> str:
     """Log the detector as an MLflow pyfunc model in ``run_id``.
 
@@ -107,6 +108,8 @@ def log_model(
         onnx: The fp32 ONNX export the recognizer runs.
         model_metadata: Class names, imgsz, dataset id, metrics (saved as ``metadata.json``).
         int8: An int8 ONNX variant, if evaluation kept one.
+        extra: More files the recognizer needs, by artifact key (a two-stage model's
+            ``classifier.onnx`` and ``classifier.pt``); they land beside ``model.onnx``.
 
     Returns:
         The logged model's URI, for :func:`register`.
@@ -123,6 +126,7 @@ def log_model(
         artifacts = {"metadata": str(meta_path), "onnx": str(onnx), "weights": str(weights)}
         if int8 is not None:
             artifacts["int8"] = str(int8)
+        artifacts |= {key: str(path) for key, path in (extra or {}).items()}
         sample_out = pd.DataFrame([[0, "A", 0, 0.9, 0.0, 0.0, 1.0, 1.0]], columns=OUTPUT_COLUMNS)
         signature = infer_signature(
             pd.DataFrame({"image": ["<base64 JPEG or image path>"]}),

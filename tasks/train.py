@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.classifier_config import ClassifierConfig
 from tasks.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,18 @@ class TrainConfig(BaseModel):
         default_factory=dict,
         description="Further ultralytics train arguments (lr0, mosaic, close_mosaic, …).",
     )
+    classifier: ClassifierConfig | None = Field(
+        default=None,
+        description="Two-stage recipe: the detector learns one class (hand) and this "
+        "classifier reads the letter from each hand's crop.",
+    )
 
     def key(self, dataset_id: str) -> str:
         """A stable id for (dataset, recipe): a retried training finds its own checkpoint."""
-        recipe = self.model_dump(mode="json", exclude={"workers", "device"})
+        # The classifier trains separately (its own key); the detector's run is unaffected.
+        recipe = self.model_dump(mode="json", exclude={"workers", "device", "classifier"})
+        if self.classifier is not None:
+            recipe["single_cls"] = True
         digest = hashlib.sha256(json.dumps([dataset_id, recipe], sort_keys=True).encode())
         return digest.hexdigest()[:16]
 
@@ -81,6 +90,8 @@ class TrainConfig(BaseModel):
             "optimizer": self.optimizer,
             **self.overrides,
         }
+        if self.classifier is not None:
+            args["single_cls"] = True  # stage one only finds hands
         if self.time_hours is not None:
             args["time"] = self.time_hours
         return args
@@ -110,7 +121,7 @@ def resolve_device(device: str) -> str:
     return "0" if torch.cuda.is_available() else "cpu"
 
 
-def _quiet_ultralytics() -> None:
+def quiet_ultralytics() -> None:
     """Disable ultralytics' own MLflow logging and analytics (see module docstring)."""
     from ultralytics.utils import SETTINGS
 
@@ -129,13 +140,13 @@ def _clean_metrics(values: dict[str, Any]) -> dict[str, float]:
     return clean
 
 
-class _MlflowLogger:
+class MlflowLogger:
     """Ultralytics callbacks that log to one explicit MLflow run."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, tracking_uri: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient()
+        self.client = MlflowClient(tracking_uri)
         self.run_id = run_id
 
     def params(self, trainer: Any) -> None:
@@ -198,7 +209,7 @@ def count_train_images(data_yaml: Path) -> int:
     return sum(1 for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
 
-def _usable_checkpoint(path: Path) -> bool:
+def usable_checkpoint(path: Path) -> bool:
     """True if ``path`` is a checkpoint to resume from; a corrupt one is set aside."""
     if not path.exists():
         return False
@@ -236,7 +247,7 @@ def train(
     Returns:
         Paths of the weights and a summary of the training.
     """
-    _quiet_ultralytics()
+    quiet_ultralytics()
     from ultralytics import YOLO
 
     run_dir = runs_dir / config.key(dataset_id)
@@ -246,7 +257,7 @@ def train(
         log.info("training %s already finished; reusing %s", run_dir.name, weights / "best.pt")
         return TrainResult.model_validate_json(done.read_text())
 
-    resumed = _usable_checkpoint(weights / "last.pt")
+    resumed = usable_checkpoint(weights / "last.pt")
     if resumed:
         log.info("resuming interrupted training from %s", weights / "last.pt")
         model = YOLO(str(weights / "last.pt"))
@@ -264,7 +275,7 @@ def train(
             "verbose": False,
         }
     if mlflow_run_id:
-        logger = _MlflowLogger(mlflow_run_id)
+        logger = MlflowLogger(mlflow_run_id)
         model.add_callback("on_pretrain_routine_end", logger.params)
         model.add_callback("on_train_epoch_end", logger.train_epoch)
         model.add_callback("on_fit_epoch_end", logger.fit_epoch)

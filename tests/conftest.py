@@ -155,3 +155,37 @@ def smoke_onnx(smoke_weights: Path, tmp_path_factory: pytest.TempPathFactory) ->
     from tasks.onnx_tools import export_onnx
 
     return export_onnx(smoke_weights, 320, tmp_path_factory.mktemp("smoke-onnx"))
+
+
+@pytest.fixture(scope="session")
+def two_stage_model(subset_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-stage model folder trained for an epoch each on the subset (under a minute).
+
+    Built with the project's own tasks: the one-class detector through ``tasks.train``, the
+    classifier through ``tasks.train_classifier``, both exported and put together by
+    ``tasks.two_stage.assemble``. Its letters are near chance; the tests check plumbing.
+    """
+    from tasks.classifier_config import ClassifierConfig
+    from tasks.onnx_tools import export_onnx
+    from tasks.train import TrainConfig, train
+    from tasks.train_classifier import train_classifier
+    from tasks.two_stage import assemble
+
+    root = tmp_path_factory.mktemp("two-stage")
+    text = (subset_dataset / "data.yaml").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("path:")]
+    data = root / "data.yaml"
+    data.write_text(f"path: {subset_dataset}\n" + "\n".join(lines) + "\n")
+    stage2 = ClassifierConfig(imgsz=64, epochs=2, batch=16, workers=0)
+    config = TrainConfig(
+        model="yolo11n.yaml", imgsz=160, epochs=2, batch=16, patience=0, workers=0,
+        optimizer="AdamW", overrides={"val": False, "warmup_epochs": 0}, classifier=stage2,
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+            patch.delenv(name, raising=False)
+        hands = train(data, "subset", config, root / "runs")
+        letters = train_classifier(subset_dataset, "subset", stage2, root / "runs")
+    detector = export_onnx(hands.best, 160, root / "hand-export")
+    classifier = export_onnx(letters.best, 64, root / "cls-export")
+    return assemble(detector, classifier, letters.best, root / "model", pad=stage2.pad)

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from servers import BIN, free_port, start_server, stop, wait_http
 
+from tasks.settings import get_settings
+
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -41,3 +43,23 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield uri
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def env(
+    request: pytest.FixtureRequest, mlflow_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
+    """A fresh data home whose settings point at this module's MLflow server.
+
+    The experiment is the module's ``EXPERIMENT`` (default ``"e2e"``).
+    """
+    home = tmp_path_factory.mktemp("home")
+    experiment = getattr(request.module, "EXPERIMENT", "e2e")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FINGERSPELL_HOME", str(home))
+        patch.setenv("FINGERSPELL_MLFLOW_TRACKING_URI", mlflow_server)
+        patch.setenv("FINGERSPELL_EXPERIMENT", experiment)
+        patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+        get_settings.cache_clear()
+        yield {"home": home, "uri": mlflow_server}
+    get_settings.cache_clear()

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -27,22 +26,11 @@ from flows.train import GateConfig, TrainOutcome
 from tasks.augment import AugmentConfig
 from tasks.records import LETTERS
 from tasks.registry import CHALLENGER, CHAMPION, MODEL_NAME, decide_promotion, get_version
-from tasks.settings import get_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def env(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FINGERSPELL_HOME", str(home))
-        patch.setenv("FINGERSPELL_MLFLOW_TRACKING_URI", mlflow_server)
-        patch.setenv("FINGERSPELL_EXPERIMENT", "e2e")
-        patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-        get_settings.cache_clear()
-        yield {"home": home, "uri": mlflow_server}
-    get_settings.cache_clear()
+EXPERIMENT = "e2e"  # read by the e2e conftest's ``env`` fixture
 
 
 def _params(source: Path, margin: float = 0.0) -> PipelineParams:

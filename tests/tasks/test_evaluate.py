@@ -228,3 +228,32 @@ def test_absent_letter_rows_cannot_carry_metrics() -> None:
         LetterRow(letter="E", n_boxes=0, present=False, ap50=0.0)
     with pytest.raises(ValueError, match="present"):
         LetterRow(letter="E", n_boxes=2, present=False)
+
+
+def test_two_stage_folder_is_scored_from_the_recognizers_own_detections(
+    two_stage_model: Path, subset_dataset: Path, tmp_path: Path
+) -> None:
+    from tasks.recognize import Recognizer
+
+    report = evaluate(two_stage_model, subset_dataset / "data.yaml", "test", tmp_path, 160)
+    assert report.absent_letters == ("E", "L")
+    for value in report.metrics_dict().values():
+        assert 0.0 <= value <= 1.0
+    recognizer = Recognizer.load(str(two_stage_model))
+    images = sorted((subset_dataset / "test" / "images").iterdir())
+    right = 0
+    for image in images:
+        top = recognizer.recognize_path(image, conf=0.001, max_det=1).top
+        right += top is not None and top.class_id == _label_letter(image)
+    assert report.top1_accuracy == pytest.approx(right / len(images))
+    assert report.confusion_png.is_file() and report.samples_jpg.is_file()
+
+
+def test_two_stage_folder_with_a_broken_classifier_raises(
+    two_stage_model: Path, subset_dataset: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(two_stage_model, broken)
+    (broken / "classifier.onnx").write_bytes(b"not onnx")
+    with pytest.raises(EvaluationError, match=re.escape(str(broken))):
+        evaluate(broken, subset_dataset / "data.yaml", "test", tmp_path / "out", 160)

@@ -87,6 +87,12 @@ st.markdown(
     f"- **runs** train `{details.run_id}` · evaluate `{details.evaluate_run_id}`\n"
     f"- **recognizer** {recognizer.source.format} at "
     f"{recognizer.input_size[1]}×{recognizer.input_size[0]} px"
+    + (
+        f" · two stages: hand detector, then a letter classifier on "
+        f"{recognizer.classifier.size} px hand crops"
+        if recognizer.classifier is not None
+        else ""
+    )
 )
 
 rows = details.metric_rows()

@@ -1,0 +1,49 @@
+"""Download an MLflow model URI once and reuse the local copy (atomic, per server and version)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def download(uri: str, cache_dir: Path) -> Path:
+    """Download an MLflow model URI once into ``cache_dir`` and return the local folder."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    resolved, cacheable = uri, True
+    if uri.startswith("models:/"):
+        name, _, ref = uri.removeprefix("models:/").partition("@")
+        if ref:  # an alias moves; cache by the version it points at now
+            version = MlflowClient().get_model_version_by_alias(name, ref).version
+            resolved = f"models:/{name}/{version}"
+        else:
+            cacheable = uri.rstrip("/").rsplit("/", 1)[-1].isdigit()  # "latest" or a stage moves
+    # The same "models:/x/3" means another model on another server.
+    where = f"{mlflow.get_tracking_uri()}|{mlflow.get_registry_uri()}|{resolved}"
+    key = hashlib.sha256(where.encode()).hexdigest()[:16]
+    final = cache_dir / key
+    marker = final / ".fingerspell-model"
+    if cacheable and marker.is_file():
+        log.info("using cached %s (%s) from %s", uri, resolved, final)
+        return final / marker.read_text()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # A moving reference ("latest", a stage) goes to a fresh temp folder and is never reused.
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir if cacheable else None))
+    log.info("downloading %s (%s) to %s", uri, resolved, final if cacheable else staging)
+    got = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging)))
+    if not cacheable:
+        return got
+    relative = got.relative_to(staging).as_posix()
+    (staging / marker.name).write_text(relative)
+    try:
+        # Atomic: other processes see no folder or a complete one (the marker is inside).
+        staging.rename(final)
+    except OSError:  # another process finished first; its copy is as good as ours
+        shutil.rmtree(staging, ignore_errors=True)
+    return final / relative

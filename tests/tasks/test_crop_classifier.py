@@ -1,0 +1,97 @@
+"""Two-stage recognition: hands from the detector, letters from the crop classifier."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tasks.recognize import Recognizer, decode
+from tasks.records import LETTERS
+
+
+@pytest.fixture(scope="module")
+def recognizer(two_stage_model: Path) -> Recognizer:
+    return Recognizer.load(str(two_stage_model))
+
+
+@pytest.fixture(scope="module")
+def image(subset_dataset: Path) -> np.ndarray:
+    return cv2.imread(str(sorted((subset_dataset / "test" / "images").iterdir())[0]))
+
+
+def test_two_stage_folder_loads_as_a_26_letter_recognizer(recognizer: Recognizer):
+    assert recognizer.names == LETTERS
+    assert recognizer.classifier is not None
+    assert recognizer.source.classifier is not None
+    assert recognizer.source.classifier.name == "classifier.onnx"
+    assert recognizer.imgsz == 160
+
+
+def test_letters_sit_on_hand_boxes_with_joint_confidence(recognizer: Recognizer, image):
+    result = recognizer.recognize(image, conf=1e-6, max_det=50)
+    assert result.detections, "a tiny threshold yields letters even from a smoke model"
+    assert "classify" in result.timing_ms
+    # Stage one alone, decoded the way the recognizer does it.
+    tensor, placement = recognizer._preprocess(image)
+    hands = decode(recognizer._infer(tensor), placement, ("hand",), 1e-6, 0.45, 50, True)
+    # An untrained detector may repeat a zero-area box (IoU 0 survives NMS): keep all scores.
+    by_box: dict[tuple[float, ...], list[float]] = {}
+    for hand in hands:
+        by_box.setdefault((hand.box.x1, hand.box.y1, hand.box.x2, hand.box.y2), []).append(
+            hand.confidence
+        )
+    for det in result.detections:
+        box = (det.box.x1, det.box.y1, det.box.x2, det.box.y2)
+        assert box in by_box, "every letter must be on a detected hand's box"
+        prob = float(recognizer.classifier.probabilities(image, box)[det.class_id])
+        assert det.letter == LETTERS[det.class_id]
+        assert any(det.confidence == pytest.approx(c * prob, rel=1e-5) for c in by_box[box])
+    confidences = [d.confidence for d in result.detections]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_agnostic_gives_one_letter_per_hand(recognizer: Recognizer, image):
+    many = recognizer.recognize(image, conf=1e-6, max_det=10)
+    one = recognizer.recognize(image, conf=1e-6, max_det=10, agnostic=True)
+    tensor, placement = recognizer._preprocess(image)
+    hands = decode(recognizer._infer(tensor), placement, ("hand",), 1e-6, 0.45, 10, True)
+    assert len(one.detections) <= len(hands)
+    letters_on = {}
+    for det in many.detections:  # per-class results: a hand carries several letters
+        letters_on.setdefault((det.box.x1, det.box.y1, det.box.x2, det.box.y2), set()).add(
+            det.letter
+        )
+    assert max(len(v) for v in letters_on.values()) > 1
+    for det in one.detections:  # each hand's letter is its classifier's best
+        box = (det.box.x1, det.box.y1, det.box.x2, det.box.y2)
+        assert det.class_id == int(recognizer.classifier.probabilities(image, box).argmax())
+    assert one.top is not None and many.top is not None
+    assert one.top == many.top, "the best letter is the same either way"
+
+
+def test_classifier_probabilities_are_a_distribution(recognizer: Recognizer, image):
+    probs = recognizer.classifier.probabilities(image, (10.0, 20.0, 200.0, 220.0))
+    assert probs.shape == (26,)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+    assert (probs >= 0).all()
+
+
+def test_a_two_stage_folder_without_its_classifier_is_refused(two_stage_model, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(two_stage_model, broken)
+    (broken / "classifier.onnx").unlink()
+    assert json.loads((broken / "metadata.json").read_text())["two_stage"] is True
+    with pytest.raises(FileNotFoundError, match=r"classifier\.onnx"):
+        Recognizer.load(str(broken))
+
+
+def test_crop_margin_comes_from_metadata(two_stage_model: Path, tmp_path: Path):
+    copy = tmp_path / "model"
+    shutil.copytree(two_stage_model, copy)
+    (copy / "metadata.json").write_text(json.dumps({"two_stage": True, "crop_pad": 0.5}))
+    assert Recognizer.load(str(copy)).classifier.pad == 0.5
