@@ -105,7 +105,28 @@ def _compose(dataset: Any, args: argparse.Namespace, out: Path) -> tuple[Path, d
             if row.top1_accuracy is not None:
                 scores[f"{split}_top1_{row.letter}"] = row.top1_accuracy
         print(report.to_markdown())
+        scores[f"{split}_flip_agreement"] = _flip_agreement(model, dataset.local_path / split)
     return model, scores
+
+
+def _flip_agreement(model: Path, split_dir: Path) -> float:
+    """Share of images whose best letter stays the same when the image is mirrored.
+
+    A behavioural check: a left hand fingerspells the mirror image of a right hand.
+    """
+    import cv2
+
+    from tasks.recognize import Recognizer
+
+    recognizer = Recognizer.load(str(model))
+    same = total = 0
+    for path in sorted((split_dir / "images").iterdir()):
+        image = cv2.imread(str(path))
+        plain = recognizer.recognize(image, conf=0.001, max_det=1).top
+        mirrored = recognizer.recognize(cv2.flip(image, 1), conf=0.001, max_det=1).top
+        same += (plain and plain.letter) == (mirrored and mirrored.letter)
+        total += 1
+    return same / total
 
 
 def main() -> None:

@@ -149,6 +149,12 @@ class MlflowLogger:
         self.client = MlflowClient(tracking_uri)
         self.run_id = run_id
 
+    def attach(self, model: Any) -> None:
+        """Register the callbacks on an ultralytics model before ``train``."""
+        model.add_callback("on_pretrain_routine_end", self.params)
+        model.add_callback("on_train_epoch_end", self.train_epoch)
+        model.add_callback("on_fit_epoch_end", self.fit_epoch)
+
     def params(self, trainer: Any) -> None:
         from mlflow.entities import Param
 
@@ -275,10 +281,7 @@ def train(
             "verbose": False,
         }
     if mlflow_run_id:
-        logger = MlflowLogger(mlflow_run_id)
-        model.add_callback("on_pretrain_routine_end", logger.params)
-        model.add_callback("on_train_epoch_end", logger.train_epoch)
-        model.add_callback("on_fit_epoch_end", logger.fit_epoch)
+        MlflowLogger(mlflow_run_id).attach(model)
 
     model.train(**kwargs)
     trainer = model.trainer

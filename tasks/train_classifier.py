@@ -102,10 +102,7 @@ def train_classifier(
         if config.time_hours is not None:
             kwargs["time"] = config.time_hours
     if mlflow_run_id:
-        logger = MlflowLogger(mlflow_run_id, tracking_uri)
-        model.add_callback("on_pretrain_routine_end", logger.params)
-        model.add_callback("on_train_epoch_end", logger.train_epoch)
-        model.add_callback("on_fit_epoch_end", logger.fit_epoch)
+        MlflowLogger(mlflow_run_id, tracking_uri).attach(model)
     started = time.time()
     model.train(**kwargs)
     n_train = sum(1 for p in (crops / "train").rglob("*.jpg"))

@@ -48,8 +48,9 @@ class UiSettings(BaseSettings):
         ge=160,
         le=1920,
         description="Width asked of the browser's camera (ideal; 4:3 height follows). The "
-        "recognizer letterboxes to 320 px, so 320 reads as well as 640 and halves the video "
-        "codec work per frame side.",
+        "detector letterboxes to its own size (256-320 px), so a smaller camera halves the "
+        "video codec work per frame side; a two-stage model's classifier cuts the hand from "
+        "the full frame, where a 128 px crop needs a hand at least that large.",
     )
     max_upload_mb: int = Field(
         default=10, ge=1, description="Largest upload accepted (keep equal to maxUploadSize)."
