@@ -9,8 +9,12 @@ mean and p95 over the page's 2 s window. VP8 encode/decode and the network are n
     .venv/bin/python benchmarks/browser.py                       # trains a smoke model first
     .venv/bin/python benchmarks/browser.py --weights best.pt --onnx model.onnx
     .venv/bin/python benchmarks/browser.py --video-width 320   # ask the browser for 320×240
+    .venv/bin/python benchmarks/browser.py --no-recognition    # the same, nothing recognized
 
 Writes ``benchmarks/results/browser.json``. Goal: >= 25 FPS for one session, >= 15 each for 4.
+``--no-recognition`` serves ``benchmarks/ceiling_page.py`` (the app's webcam widget and frame
+callback with a recognizer that finds nothing) and writes ``browser-ceiling.json``: the FPS
+that WebRTC, VP8 both ways and Chromium leave on this machine for any recognizer.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from chromium import (  # noqa: E402
     start_stream,
     write_y4m,
 )
-from servers import free_port, start_app, stop, wait_http  # noqa: E402
+from servers import BIN, free_port, start_app, start_server, stop, wait_http  # noqa: E402
 from support.model_store import register_model  # noqa: E402
 
 GOALS = {1: 25.0, 4: 15.0}
@@ -105,6 +109,27 @@ def measure(url: str, clip: Path, sessions: int, seconds: float) -> list[dict[st
         driver.quit()
 
 
+def register(dataset: Path, work: Path, store: str, args: argparse.Namespace) -> None:
+    """Register the model the app will load as champion, int8 included unless ``--fp32``."""
+    weights, onnx = (args.weights, args.onnx) if args.weights else smoke_model(dataset, work)
+    int8 = None
+    if not args.fp32:  # as the training flow ships it (calibrated on train images)
+        from tasks.onnx_tools import quantize_int8
+
+        calibration = sorted((dataset / "train" / "images").glob("*.jpg"))[::24]
+        int8 = quantize_int8(onnx, calibration, work / "model.int8.onnx")
+    artifacts = (work / "artifacts").as_uri()
+    register_model(store, weights, onnx, artifact_root=artifacts, int8=int8)
+
+
+def start_ceiling(port: int, log: Path, env: dict[str, str]) -> Any:
+    """Serve ``benchmarks/ceiling_page.py`` as ``start_app`` serves the app."""
+    page = REPO / "benchmarks" / "ceiling_page.py"
+    args = [str(BIN / "streamlit"), "run", str(page), "--server.address", "127.0.0.1"]
+    args += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    return start_server(args, log, env, cwd=REPO)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, help="a .pt file (default: train a smoke model)")
@@ -119,21 +144,19 @@ def main() -> None:
         default=640,
         help="camera track width the app asks the browser for (FINGERSPELL_UI_VIDEO_WIDTH)",
     )
+    parser.add_argument(
+        "--no-recognition",
+        action="store_true",
+        help="serve benchmarks/ceiling_page.py: the same video path, nothing recognized",
+    )
     args = parser.parse_args()
     dataset = dataset_path()
 
     with tempfile.TemporaryDirectory(prefix="fingerspell-browser-") as tmp:
         work = Path(tmp)
-        weights, onnx = (args.weights, args.onnx) if args.weights else smoke_model(dataset, work)
         store = f"sqlite:///{work / 'mlflow.db'}"
-        int8 = None
-        if not args.fp32:  # as the training flow ships it (calibrated on train images)
-            from tasks.onnx_tools import quantize_int8
-
-            calibration = sorted((dataset / "train" / "images").glob("*.jpg"))[::24]
-            int8 = quantize_int8(onnx, calibration, work / "model.int8.onnx")
-        artifacts = (work / "artifacts").as_uri()
-        register_model(store, weights, onnx, artifact_root=artifacts, int8=int8)
+        if not args.no_recognition:
+            register(dataset, work, store, args)
         clip = make_clip(dataset, work / "clip.y4m")
         port, log = free_port(), work / "app.log"
         env = {
@@ -143,7 +166,7 @@ def main() -> None:
             "FINGERSPELL_UI_VIDEO_WIDTH": str(args.video_width),
         }
         load_before = os.getloadavg()
-        app = start_app(port, log, env)
+        app = start_ceiling(port, log, env) if args.no_recognition else start_app(port, log, env)
         try:
             wait_http(f"http://127.0.0.1:{port}/_stcore/health", app, timeout=120, log=log)
             results = {}
@@ -159,7 +182,8 @@ def main() -> None:
     payload: dict[str, Any] = {
         "frame_size": "640x480",
         "video_width": args.video_width,
-        "int8": not args.fp32,
+        "recognition": not args.no_recognition,
+        "int8": not args.fp32 and not args.no_recognition,
         "seconds": args.seconds,
         "sessions": {},
     }
@@ -183,7 +207,8 @@ def main() -> None:
         ["sessions", "min FPS", "mean FPS", "latency ms", "p95 ms", "goal FPS", "met"], table
     )
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} (1 min)")
-    print(f"wrote {write_results('browser', payload)}")
+    name = "browser-ceiling" if args.no_recognition else "browser"
+    print(f"wrote {write_results(name, payload)}")
 
 
 if __name__ == "__main__":

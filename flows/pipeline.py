@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows import mlflow_runs
 from flows.data import DataParams, data_flow
 from flows.train import GateConfig, TrainOutcome, TrainParams, train_flow
-from tasks.profiles import PROFILES
+from tasks.profiles import PROFILES, get_profile
 from tasks.settings import get_settings, prepare_environment
 from tasks.train import TrainConfig
 
@@ -35,6 +35,20 @@ class PipelineParams(BaseModel):
     )
 
 
+def data_params(params: PipelineParams) -> DataParams:
+    """The data flow's parameters: the recipe's augmentation copies unless given explicitly.
+
+    A recipe is measured on data augmented a certain way (the ``cpu`` profile on the export
+    as it is, which Roboflow already augmented ×3), so the pipeline builds that data unless
+    ``data.augment.copies`` says otherwise.
+    """
+    recipe = params.train or get_profile(params.profile)
+    if recipe.augment_copies is None or "copies" in params.data.augment.model_fields_set:
+        return params.data
+    augment = params.data.augment.model_copy(update={"copies": recipe.augment_copies})
+    return params.data.model_copy(update={"augment": augment})
+
+
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
     """Build the dataset, train, evaluate and register a model under one MLflow run.
@@ -49,14 +63,15 @@ def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
     settings = get_settings()
     prepare_environment(settings)
     client, experiment_id = mlflow_runs.connect(settings)
+    data = data_params(params)
     with mlflow_runs.run(client, experiment_id, f"pipeline-{params.profile}") as parent:
         with mlflow_runs.run(client, experiment_id, "data", parent) as data_run:
-            dataset = data_flow(params.data)
+            dataset = data_flow(data)
             mlflow_runs.log_params(
                 client,
                 data_run,
-                {"source": params.data.source or settings.dataset, "dataset_id": dataset.id}
-                | mlflow_runs.flatten("augment", params.data.augment.model_dump(mode="json")),
+                {"source": data.source or settings.dataset, "dataset_id": dataset.id}
+                | mlflow_runs.flatten("augment", data.augment.model_dump(mode="json")),
             )
             for split, count in dataset.counts.items():
                 client.log_metric(data_run, f"images_{split}", count)

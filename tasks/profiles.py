@@ -31,6 +31,7 @@ PROFILES: dict[str, TrainConfig] = {
         optimizer="AdamW",
         overrides={"lr0": 0.002},
         classifier=ClassifierConfig(time_hours=0.13, epochs=1000),
+        augment_copies=0,
     ),
     # A 2-core laptop within a 2-hour budget, no pretrained weights (benchmarks/TRIALS.md):
     # a one-class hand detector (25 min) and, side by side with it, a letter classifier on
@@ -56,6 +57,8 @@ PROFILES: dict[str, TrainConfig] = {
             lr0=0.002,
             jitter=0.15,
         ),
+        # Measured on the export as it is (Roboflow augmented its train split ×3 already).
+        augment_copies=0,
     ),
     # Vertex AI GPU: pretrained weights, the full recipe.
     "gpu": TrainConfig(

@@ -64,11 +64,22 @@ class TrainConfig(BaseModel):
         description="Two-stage recipe: the detector learns one class (hand) and this "
         "classifier reads the letter from each hand's crop.",
     )
+    augment_copies: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="Albumentations copies per train image this recipe was measured with; "
+        "the pipeline builds that many unless data.augment.copies is given. None: the data "
+        "flow's default.",
+    )
 
     def key(self, dataset_id: str) -> str:
         """A stable id for (dataset, recipe): a retried training finds its own checkpoint."""
         # The classifier trains separately (its own key); the detector's run is unaffected.
-        recipe = self.model_dump(mode="json", exclude={"workers", "device", "classifier"})
+        # The data side (augment_copies) is already in the dataset id.
+        recipe = self.model_dump(
+            mode="json", exclude={"workers", "device", "classifier", "augment_copies"}
+        )
         if self.classifier is not None:
             recipe["single_cls"] = True
         digest = hashlib.sha256(json.dumps([dataset_id, recipe], sort_keys=True).encode())
