@@ -10,6 +10,7 @@ mean and p95 over the page's 2 s window. VP8 encode/decode and the network are n
     .venv/bin/python benchmarks/browser.py --weights best.pt --onnx model.onnx
     .venv/bin/python benchmarks/browser.py --video-width 320   # ask the browser for 320×240
     .venv/bin/python benchmarks/browser.py --no-recognition    # the same, nothing recognized
+    .venv/bin/python benchmarks/browser.py --tracking-uri sqlite:///$HOME/.fingerspell/mlflow.db
 
 Writes ``benchmarks/results/browser.json``. Goal: >= 25 FPS for one session, >= 15 each for 4.
 ``--no-recognition`` serves ``benchmarks/ceiling_page.py`` (the app's webcam widget and frame
@@ -145,6 +146,11 @@ def main() -> None:
         help="camera track width the app asks the browser for (FINGERSPELL_UI_VIDEO_WIDTH)",
     )
     parser.add_argument(
+        "--tracking-uri",
+        help="serve the champion of this MLflow store (e.g. the one `make demo` trained) "
+        "instead of registering a smoke model",
+    )
+    parser.add_argument(
         "--no-recognition",
         action="store_true",
         help="serve benchmarks/ceiling_page.py: the same video path, nothing recognized",
@@ -154,8 +160,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="fingerspell-browser-") as tmp:
         work = Path(tmp)
-        store = f"sqlite:///{work / 'mlflow.db'}"
-        if not args.no_recognition:
+        store = args.tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
+        if not args.no_recognition and not args.tracking_uri:
             register(dataset, work, store, args)
         clip = make_clip(dataset, work / "clip.y4m")
         port, log = free_port(), work / "app.log"
@@ -183,7 +189,8 @@ def main() -> None:
         "frame_size": "640x480",
         "video_width": args.video_width,
         "recognition": not args.no_recognition,
-        "int8": not args.fp32 and not args.no_recognition,
+        "model": "champion of " + args.tracking_uri if args.tracking_uri else "smoke",
+        "int8": None if args.tracking_uri else not args.fp32 and not args.no_recognition,
         "seconds": args.seconds,
         "sessions": {},
     }

@@ -64,7 +64,8 @@ def _train_det(dataset: Any, args: argparse.Namespace, out: Path, one_class: boo
 
     overrides: dict[str, Any] = {"lr0": args.lr0} | ({"single_cls": True} if one_class else {})
     config = TrainConfig(
-        model="yolo11n.yaml", imgsz=args.imgsz, epochs=1000, time_hours=args.minutes / 60,
+        model=args.model or "yolo11n.yaml", imgsz=args.imgsz, epochs=1000,
+        time_hours=args.minutes / 60,
         batch=args.batch, patience=0, workers=2, optimizer=args.optimizer, overrides=overrides,
     )  # fmt: skip
     result = train(dataset.data_yaml, dataset.id, config, out / "runs")
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--optimizer", default="AdamW")
     parser.add_argument("--lr0", type=float, default=0.002)
     parser.add_argument("--jitter", type=float, default=0.0, help="classifier: train-box jitter")
+    parser.add_argument("--model", help="detector/hand: ultralytics model yaml (yolo11n.yaml)")
     parser.add_argument("--hand", help="compose: the hand trial's folder (holds weights/best.pt)")
     parser.add_argument("--pad", type=float, default=0.2, help="compose: crop margin")
     parser.add_argument("--hand-imgsz", type=int, default=256)
@@ -177,6 +179,7 @@ def main() -> None:
     row = {
         "trial": name, "kind": args.kind, "imgsz": args.imgsz, "budget_min": args.minutes,
         "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch, "jitter": args.jitter,
+        "model": args.model,
         "wall_s": round(time.time() - started), "weights": str(weights) if weights else None,
         **{k: round(v, 4) for k, v in scores.items()},
     }  # fmt: skip
