@@ -135,9 +135,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dict[str, A
         }
         if args.classifier:
             pad = args.crop_pad
-            both = assemble(fp32_path, args.classifier, None, folder / "two-stage", pad)
+            mirror = args.crop_mirror
+            both = assemble(
+                fp32_path, args.classifier, None, folder / "two-stage", pad, None, mirror
+            )
             both8 = assemble(
-                fp32_path, args.classifier, None, folder / "two-stage-int8", pad, int8_path
+                fp32_path, args.classifier, None, folder / "two-stage-int8", pad, int8_path, mirror
             )
             runners["two_stage_fp32"] = Recognizer.load(str(both), threads=args.threads).recognize
             runners["two_stage_int8"] = Recognizer.load(str(both8), threads=args.threads).recognize
@@ -156,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-uri", help="MLflow model URI holding artifacts/best.pt")
     parser.add_argument("--classifier", type=Path, help="two-stage: the letter classifier .onnx")
     parser.add_argument("--crop-pad", type=float, default=0.2, help="two-stage: crop margin")
+    parser.add_argument(
+        "--crop-mirror", action="store_true", help="two-stage: average each crop with its mirror"
+    )
     parser.add_argument("--dataset", type=Path, default=None, help="YOLO dataset folder")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 416, 640])
     parser.add_argument("--images", type=int, default=50, help="test images timed")

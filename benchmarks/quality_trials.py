@@ -96,7 +96,7 @@ def _compose(dataset: Any, args: argparse.Namespace, out: Path) -> tuple[Path, d
     letters = next(Path(args.classifier).rglob("weights/best.pt"))
     detector = export_onnx(hand, args.hand_imgsz, out / "hand-export")
     classifier = export_onnx(letters, args.imgsz, out / "cls-export")
-    model = assemble(detector, classifier, letters, out / "model", pad=args.pad)
+    model = assemble(detector, classifier, letters, out / "model", args.pad, mirror=args.mirror)
     scores: dict[str, float] = {}
     for split in ("valid", "test") if args.final else ("valid",):
         report = evaluate(model, dataset.data_yaml, split, out / "eval", args.hand_imgsz)
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--model", help="detector/hand: ultralytics model yaml (yolo11n.yaml)")
     parser.add_argument("--hand", help="compose: the hand trial's folder (holds weights/best.pt)")
     parser.add_argument("--pad", type=float, default=0.2, help="compose: crop margin")
+    parser.add_argument("--mirror", action="store_true", help="compose: average crop + mirror")
     parser.add_argument("--hand-imgsz", type=int, default=256)
     parser.add_argument("--classifier", help="compose: the classifier trial's folder")
     parser.add_argument("--name", default=None, help="trial name (default: kind + settings)")
@@ -165,6 +166,8 @@ def main() -> None:
     name = args.name or f"{args.kind}-{args.imgsz}px-{args.minutes:g}min-{args.optimizer}"
     if args.jitter:
         name += f"-jitter{args.jitter:g}"
+    if args.mirror:
+        name += "-mirror"
     out = home / "trials" / name
     started = time.time()
     if args.kind == "classifier":

@@ -204,7 +204,12 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             mlflow_runs.log_training(client, cls_run, letters)
             cls_onnx = export_onnx(letters.best, stage2.imgsz, letters.run_dir / "export")
             two_stage = model = assemble(
-                onnx, cls_onnx, letters.best, result.run_dir / "two-stage", pad=stage2.pad
+                onnx,
+                cls_onnx,
+                letters.best,
+                result.run_dir / "two-stage",
+                pad=stage2.pad,
+                mirror=stage2.mirror,
             )
             extra = {"classifier": two_stage / "classifier.onnx"}
             extra["classifier_weights"] = two_stage / CLASSIFIER_WEIGHTS
@@ -240,7 +245,11 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 "profile": params.profile,
                 "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "metrics": metrics,
-                **(two_stage_metadata(config.classifier.pad) if config.classifier else {}),
+                **(
+                    two_stage_metadata(config.classifier.pad, config.classifier.mirror)
+                    if config.classifier
+                    else {}
+                ),
             },
             int8=int8,
             extra=extra,

@@ -34,12 +34,18 @@ class ClassifierConfig(BaseModel):
     )
     train_copies: int = Field(default=1, ge=1, description="Jittered crops per train box.")
     fraction: float = Field(default=1.0, gt=0, le=1, description="Fraction of train crops used.")
+    mirror: bool = Field(
+        default=False,
+        description="At inference, average each crop's letter probabilities with its mirror "
+        "image's (a second classifier run per hand).",
+    )
     seed: int = Field(default=0, description="Random seed (crops and training).")
     workers: int = Field(default=2, ge=0, description="Dataloader worker processes.")
 
     def key(self, dataset_id: str) -> str:
         """A stable id for (dataset, recipe), as :meth:`tasks.train.TrainConfig.key`."""
-        recipe = self.model_dump(mode="json", exclude={"workers"})
+        # mirror changes only how the trained classifier is run, not what is trained.
+        recipe = self.model_dump(mode="json", exclude={"workers", "mirror"})
         digest = hashlib.sha256(json.dumps([dataset_id, "cls", recipe], sort_keys=True).encode())
         return digest.hexdigest()[:16]
 

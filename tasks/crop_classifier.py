@@ -28,19 +28,31 @@ class CropClassifier:
     Thread safety: one onnxruntime session (``run`` is re-entrant) and no shared buffers.
     """
 
-    def __init__(self, path: Path, pad: float = DEFAULT_PAD, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        pad: float = DEFAULT_PAD,
+        threads: int | None = None,
+        mirror: bool = False,
+    ) -> None:
         """Open ``path`` (an ultralytics ``-cls`` ONNX export; its output is softmaxed).
 
         Args:
             path: ``classifier.onnx`` or ``classifier.int8.onnx``.
             pad: Crop margin; must be the one the crops it was trained on were cut with.
             threads: Intra-op threads (see :func:`tasks.ort_session.open_session`).
+            mirror: Average the probabilities of the crop and of its mirror image. A left
+                hand fingerspells the mirror image of a right hand, and the classifier was
+                trained on randomly mirrored crops, so both views are valid readings; the
+                average is steadier and reads a hand and its mirror image alike. It costs a
+                second classifier run per hand.
 
         Raises:
             ValueError: When the export does not name its classes.
         """
         self.path = path
         self.pad = pad
+        self.mirror = mirror
         self._session = open_session(path, threads)
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
@@ -57,6 +69,12 @@ class CropClassifier:
     ) -> np.ndarray:
         """Class probabilities (sum 1) for the hand in ``box`` of a BGR ``image``."""
         crop = square_crop(image, box, self.pad, self.size)
+        probs = self._run(crop)
+        if self.mirror:
+            probs = (probs + self._run(cv2.flip(crop, 1))) / 2
+        return probs
+
+    def _run(self, crop: np.ndarray) -> np.ndarray:
         # ultralytics classifies RGB in [0, 1] with no mean/std (its DEFAULT_MEAN is 0, STD 1).
         tensor = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None]
         tensor = np.ascontiguousarray(tensor, dtype=np.float32) * np.float32(1 / 255)

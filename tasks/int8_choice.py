@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from tasks.evaluate import EvalReport, evaluate
 from tasks.onnx_tools import quantize_int8
 from tasks.records import DatasetRef
-from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble
+from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, crop_settings
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +35,15 @@ def int8_variant(
     int8 = quantize_int8(onnx, calibration, onnx.with_name("model.int8.onnx"))
     scored: Path = int8
     if two_stage is not None:
+        pad, mirror = crop_settings(two_stage)
         scored = assemble(
             onnx,
             two_stage / "classifier.onnx",
             two_stage / CLASSIFIER_WEIGHTS,
             out_dir / "int8-model",
-            pad=float(json.loads((two_stage / "metadata.json").read_text())["crop_pad"]),
+            pad=pad,
             detector_int8=int8,
+            mirror=mirror,
         )
     report = evaluate(scored, dataset.data_yaml, "test", out_dir / "int8", imgsz=imgsz)
     drop = fp32.map50 - report.map50

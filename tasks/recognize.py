@@ -245,7 +245,8 @@ def _classifier(
     for kind in order:
         candidate = folder / CLASSIFIER_FILES[kind]
         if candidate.is_file():
-            return CropClassifier(candidate, float(meta.get("crop_pad", DEFAULT_PAD)), threads)
+            pad = float(meta.get("crop_pad", DEFAULT_PAD))
+            return CropClassifier(candidate, pad, threads, bool(meta.get("crop_mirror", False)))
     if meta.get("two_stage"):
         raise FileNotFoundError(f"two-stage model in {folder} has no classifier.onnx")
     return None

@@ -19,6 +19,7 @@ def assemble(
     target: Path,
     pad: float,
     detector_int8: Path | None = None,
+    mirror: bool = False,
 ) -> Path:
     """Write ``target`` holding the hand detector and the letter classifier side by side.
 
@@ -30,6 +31,8 @@ def assemble(
         pad: The crop margin the classifier was trained with (kept in ``metadata.json``).
         detector_int8: Optionally, an int8 detector (``model.int8.onnx``) to ship instead of
             the fp32 one: the folder then holds only the int8 detector.
+        mirror: Whether the classifier averages each crop with its mirror image (kept in
+            ``metadata.json``; see :class:`tasks.crop_classifier.CropClassifier`).
 
     Returns:
         ``target``.
@@ -44,7 +47,7 @@ def assemble(
         shutil.copyfile(classifier_onnx, staged / CLASSIFIER_FILES["onnx"])
         if classifier_weights is not None:
             shutil.copyfile(classifier_weights, staged / CLASSIFIER_WEIGHTS)
-        (staged / "metadata.json").write_text(json.dumps(two_stage_metadata(pad)))
+        (staged / "metadata.json").write_text(json.dumps(two_stage_metadata(pad, mirror)))
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)
@@ -59,6 +62,12 @@ def is_two_stage(folder: Path) -> bool:
     return any((folder / name).is_file() for name in CLASSIFIER_FILES.values())
 
 
-def two_stage_metadata(pad: float) -> dict[str, object]:
+def two_stage_metadata(pad: float, mirror: bool = False) -> dict[str, object]:
     """The metadata keys that tell the recognizer how to run a two-stage model."""
-    return {"two_stage": True, "crop_pad": pad}
+    return {"two_stage": True, "crop_pad": pad, "crop_mirror": mirror}
+
+
+def crop_settings(folder: Path) -> tuple[float, bool]:
+    """The crop margin and mirror setting a two-stage ``folder`` records (see :func:`assemble`)."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    return float(meta["crop_pad"]), bool(meta.get("crop_mirror", False))

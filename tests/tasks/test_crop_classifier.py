@@ -95,3 +95,42 @@ def test_crop_margin_comes_from_metadata(two_stage_model: Path, tmp_path: Path):
     shutil.copytree(two_stage_model, copy)
     (copy / "metadata.json").write_text(json.dumps({"two_stage": True, "crop_pad": 0.5}))
     assert Recognizer.load(str(copy)).classifier.pad == 0.5
+
+
+def _mirrored(two_stage_model: Path, tmp_path: Path) -> Recognizer:
+    copy = tmp_path / "mirrored"
+    shutil.copytree(two_stage_model, copy)
+    meta = json.loads((copy / "metadata.json").read_text())
+    (copy / "metadata.json").write_text(json.dumps({**meta, "crop_mirror": True}))
+    return Recognizer.load(str(copy))
+
+
+def test_mirror_averages_the_crop_and_its_mirror_image(
+    recognizer: Recognizer, two_stage_model: Path, tmp_path: Path, image: np.ndarray
+):
+    assert recognizer.classifier.mirror is False  # the fixture's metadata does not ask for it
+    mirrored = _mirrored(two_stage_model, tmp_path)
+    assert mirrored.classifier.mirror is True
+    box = (10.0, 20.0, 200.0, 220.0)
+    # The mirror image of the crop is the crop of the mirrored frame at the mirrored box.
+    width = image.shape[1]
+    flipped_box = (width - box[2], box[1], width - box[0], box[3])
+    plain = recognizer.classifier.probabilities(image, box)
+    other_side = recognizer.classifier.probabilities(cv2.flip(image, 1), flipped_box)
+    averaged = mirrored.classifier.probabilities(image, box)
+    assert averaged == pytest.approx((plain + other_side) / 2, abs=1e-5)
+    assert averaged.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_with_mirror_a_flipped_frame_reads_the_same_letters(
+    two_stage_model: Path, tmp_path: Path, image: np.ndarray
+):
+    mirrored = _mirrored(two_stage_model, tmp_path)
+    width = image.shape[1]
+    box = (30.0, 40.0, 250.0, 260.0)
+    flipped_box = (width - box[2], box[1], width - box[0], box[3])
+    probs = mirrored.classifier.probabilities(image, box)
+    flipped = mirrored.classifier.probabilities(cv2.flip(image, 1), flipped_box)
+    # Up to a pixel of resampling where the crop edges round differently.
+    assert int(probs.argmax()) == int(flipped.argmax())
+    assert flipped == pytest.approx(probs, abs=0.02)

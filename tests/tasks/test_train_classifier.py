@@ -15,6 +15,8 @@ from tasks.train_classifier import DONE_MARKER, train_classifier
 def test_keys_follow_the_recipe_not_the_placement():
     base = ClassifierConfig(epochs=3)
     assert base.key("d") == base.model_copy(update={"workers": 9}).key("d")
+    # How the trained classifier is run (mirror) does not change what is trained.
+    assert base.key("d") == base.model_copy(update={"mirror": True}).key("d")
     assert base.key("d") != base.model_copy(update={"lr0": 0.01}).key("d")
     assert base.key("d") != base.key("e")
     # Crops depend on how they are cut, not on how the classifier then trains.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.two_stage import assemble, is_two_stage
+from tasks.two_stage import assemble, crop_settings, is_two_stage
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -30,8 +30,12 @@ def test_assemble_writes_every_file_and_the_crop_margin(tmp_path: Path):
     assert json.loads((folder / "metadata.json").read_text()) == {
         "two_stage": True,
         "crop_pad": 0.3,
+        "crop_mirror": False,
     }
     assert is_two_stage(folder) and not is_two_stage(tmp_path)
+    assert crop_settings(folder) == (0.3, False)
+    mirrored = assemble(detector, classifier, weights, tmp_path / "m2", pad=0.2, mirror=True)
+    assert crop_settings(mirrored) == (0.2, True)
 
 
 def test_int8_detector_replaces_the_fp32_one(tmp_path: Path):
