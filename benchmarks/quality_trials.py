@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--lr0", type=float, default=0.002)
     parser.add_argument("--jitter", type=float, default=0.0, help="classifier: train-box jitter")
     parser.add_argument("--model", help="detector/hand: ultralytics model yaml (yolo11n.yaml)")
+    parser.add_argument("--copies", type=int, default=1, help="classifier: crops per train box")
     parser.add_argument("--hand", help="compose: the hand trial's folder (holds weights/best.pt)")
     parser.add_argument("--pad", type=float, default=0.2, help="compose: crop margin")
     parser.add_argument("--mirror", action="store_true", help="compose: average crop + mirror")
@@ -166,14 +167,18 @@ def main() -> None:
     name = args.name or f"{args.kind}-{args.imgsz}px-{args.minutes:g}min-{args.optimizer}"
     if args.jitter:
         name += f"-jitter{args.jitter:g}"
+    if args.copies > 1:
+        name += f"-copies{args.copies}"
     if args.mirror:
         name += "-mirror"
     out = home / "trials" / name
     started = time.time()
     if args.kind == "classifier":
-        crops = home / "crops" / f"{dataset.id}-jitter{args.jitter:g}"
+        crops = home / "crops" / f"{dataset.id}-jitter{args.jitter:g}-copies{args.copies}"
         if not crops.exists():
-            build_crop_dataset(dataset.local_path, crops, jitter=args.jitter)
+            build_crop_dataset(
+                dataset.local_path, crops, jitter=args.jitter, train_copies=args.copies
+            )
         weights, scores = _train_cls(crops, args, out)
     elif args.kind in ("detector", "hand"):
         weights, scores = _train_det(dataset, args, out, one_class=args.kind == "hand")
@@ -182,7 +187,7 @@ def main() -> None:
     row = {
         "trial": name, "kind": args.kind, "imgsz": args.imgsz, "budget_min": args.minutes,
         "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch, "jitter": args.jitter,
-        "model": args.model,
+        "model": args.model, "copies": args.copies,
         "wall_s": round(time.time() - started), "weights": str(weights) if weights else None,
         **{k: round(v, 4) for k, v in scores.items()},
     }  # fmt: skip
