@@ -20,6 +20,9 @@ from tasks.records import Box, Detection
 
 CLASSIFIER_FILES = {"onnx": "classifier.onnx", "int8": "classifier.int8.onnx"}
 LETTERS_PER_HAND = 5  # per-class results (as a detector's NMS keeps) feed mAP; the app asks for 1
+# A 128-px classifier runs faster on one thread than on two (1.3 against 1.9 ms on the 2-core
+# dev box, idle): handing its small convolutions to a second thread costs more than it saves.
+THREADS = 1
 
 
 class CropClassifier:
@@ -40,7 +43,7 @@ class CropClassifier:
         Args:
             path: ``classifier.onnx`` or ``classifier.int8.onnx``.
             pad: Crop margin; must be the one the crops it was trained on were cut with.
-            threads: Intra-op threads (see :func:`tasks.ort_session.open_session`).
+            threads: Intra-op threads; default :data:`THREADS`.
             mirror: Average the probabilities of the crop and of its mirror image. A left
                 hand fingerspells the mirror image of a right hand, and the classifier was
                 trained on randomly mirrored crops, so both views are valid readings; the
@@ -53,7 +56,7 @@ class CropClassifier:
         self.path = path
         self.pad = pad
         self.mirror = mirror
-        self._session = open_session(path, threads)
+        self._session = open_session(path, threads or THREADS)
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         self.size = int(model_input.shape[2]) if isinstance(model_input.shape[2], int) else 128

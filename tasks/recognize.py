@@ -122,13 +122,14 @@ class Recognizer:
                 (``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``).
             cache_dir: Where MLflow downloads are kept and reused; default
                 ``~/.cache/fingerspell/models``.
-            threads: Intra-op threads for inference; default ``os.cpu_count()`` capped at 4.
+            threads: Intra-op threads of the detector; default ``os.cpu_count()`` capped at 4
+                (a two-stage model's small classifier always runs on one).
                 For PyTorch weights this sets torch's process-wide thread count, and only
                 when given.
             prefer: Which file of a folder to use first; the others are fallbacks.
-            spin: Let idle onnxruntime threads busy-wait for work. About 7% faster on an idle
-                machine, but 20-40% slower when other processes compete for the cores (measured
-                on 2 shared cores), and it burns CPU the app's video threads need.
+            spin: Let idle onnxruntime threads busy-wait for work. 7-35% faster on an idle
+                machine (the 2-core dev boxes differed), but 20-40% slower when other processes
+                compete for the cores, and it burns CPU the app's video threads need.
 
         Returns:
             A ready recognizer.
@@ -142,7 +143,7 @@ class Recognizer:
                 raise FileNotFoundError(f"no model at {uri}")
             local = download(uri, cache_dir or Path.home() / ".cache" / "fingerspell" / "models")
         path, fmt, meta = _pick(local, prefer)
-        classifier = _classifier(path, meta, prefer, threads)
+        classifier = _classifier(path, meta, prefer)
         if classifier is not None:
             meta = {**meta, "names": ["hand"]}  # the detector finds hands; letters come after
         if fmt == "pt":
@@ -236,9 +237,7 @@ def _pick(local: Path, prefer: Format) -> tuple[Path, Format, dict[str, Any]]:
     raise FileNotFoundError(f"no model.onnx, model.int8.onnx or best.pt in {local}")
 
 
-def _classifier(
-    detector: Path, meta: dict[str, Any], prefer: Format, threads: int | None
-) -> CropClassifier | None:
+def _classifier(detector: Path, meta: dict[str, Any], prefer: Format) -> CropClassifier | None:
     """The letter classifier beside a detector, if the model is two-stage."""
     folder = detector.parent
     order = ("int8", "onnx") if prefer == "int8" else ("onnx", "int8")
@@ -246,7 +245,7 @@ def _classifier(
         candidate = folder / CLASSIFIER_FILES[kind]
         if candidate.is_file():
             pad = float(meta.get("crop_pad", DEFAULT_PAD))
-            return CropClassifier(candidate, pad, threads, bool(meta.get("crop_mirror", False)))
+            return CropClassifier(candidate, pad, mirror=bool(meta.get("crop_mirror", False)))
     if meta.get("two_stage"):
         raise FileNotFoundError(f"two-stage model in {folder} has no classifier.onnx")
     return None
