@@ -17,7 +17,7 @@ PROFILES: dict[str, TrainConfig] = {
         workers=0,
         overrides={"val": False},
     ),
-    # `make demo`: the whole pipeline in about 15 minutes on a 2-core CPU, from scratch: the
+    # `make demo`: the whole pipeline in about 10 minutes on a 2-core CPU, from scratch: the
     # two-stage recipe of `cpu` with 8 minutes for each stage (side by side). It shows
     # every stage working and reads some letters; a useful model needs `cpu` or `gpu`.
     "demo": TrainConfig(
