@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from tasks.recognize import Recognition
-from ui.frame_stats import FrameStats
+from ui.frame_stats import FrameStats, processed_line
 from ui.video import FrameProcessor
 from ui.webcam import webcam
 
@@ -38,10 +38,7 @@ context = webcam("ceiling", processor)
 def readout() -> None:
     """The live page's readout line, in its format."""
     stats = processor.stats.snapshot(time.perf_counter())
-    st.markdown(
-        f"**Processed** {stats.frames} frames · {stats.fps:.1f} FPS · "
-        f"{stats.latency_ms:.0f} ms per frame (p95 {stats.latency_p95_ms:.0f} ms)"
-    )
+    st.markdown(processed_line(stats))
 
 
 st.fragment(run_every=1.0 if context.state.playing else None)(readout)()

@@ -42,6 +42,14 @@ class StatsView:
         return tuple(run.letter for run in self.runs if run.frames >= min_frames)
 
 
+def processed_line(view: StatsView) -> str:
+    """The readout's first line (markdown), as the live page shows it and the tests parse it."""
+    return (
+        f"**Processed** {view.frames} frames · {view.fps:.1f} FPS · "
+        f"{view.latency_ms:.0f} ms per frame (p95 {view.latency_p95_ms:.0f} ms)"
+    )
+
+
 @dataclass
 class FrameStats:
     """Processed-frame rate, processing latency and the sequence of top letters."""

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from ui.app_settings import get_ui_settings
-from ui.frame_stats import FrameStats
+from ui.frame_stats import FrameStats, processed_line
 from ui.shared_model import model_or_stop
 from ui.spelling import Speller
 from ui.video import FrameProcessor
@@ -50,10 +50,7 @@ playing = context.state.playing
 def readout() -> None:
     """Figures (since the page opened) and transcript, polled from the callback's state."""
     stats = processor.stats.snapshot(time.perf_counter())
-    st.markdown(
-        f"**Processed** {stats.frames} frames · {stats.fps:.1f} FPS · "
-        f"{stats.latency_ms:.0f} ms per frame (p95 {stats.latency_p95_ms:.0f} ms)"
-    )
+    st.markdown(processed_line(stats))
     seen = " · ".join(f"{letter} {frames}" for letter, frames in stats.totals) or "none yet"
     st.markdown(f"**Letters seen** (frames): {seen}")
     view = speller.view()
