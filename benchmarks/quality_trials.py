@@ -42,11 +42,12 @@ EXPERIMENT = "fingerspell-trials"
 def _train_cls(crops: Path, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, float]]:
     from ultralytics import YOLO
 
-    model = YOLO("yolo11n-cls.yaml")
+    model = YOLO(args.model or "yolo11n-cls.yaml")
+    extra = {"dropout": args.dropout} | ({"scale": args.scale} if args.scale is not None else {})
     model.train(
         data=str(crops), imgsz=args.imgsz, epochs=1000, time=args.minutes / 60, batch=args.batch,
         optimizer=args.optimizer, lr0=args.lr0, workers=2, project=str(out), name="cls",
-        exist_ok=True, plots=False, verbose=False, pretrained=False, amp=False, seed=0,
+        exist_ok=True, plots=False, verbose=False, pretrained=False, amp=False, seed=0, **extra,
     )  # fmt: skip
     best = out / "cls" / "weights" / "best.pt"
     scores = {}
@@ -140,7 +141,13 @@ def main() -> None:
     parser.add_argument("--optimizer", default="AdamW")
     parser.add_argument("--lr0", type=float, default=0.002)
     parser.add_argument("--jitter", type=float, default=0.0, help="classifier: train-box jitter")
-    parser.add_argument("--model", help="detector/hand: ultralytics model yaml (yolo11n.yaml)")
+    parser.add_argument("--model", help="ultralytics model yaml (yolo11n.yaml, yolo11n-cls.yaml)")
+    parser.add_argument(
+        "--augment-copies", type=int, default=0,
+        help="our Albumentations copies per train photo, added before crops are cut",
+    )  # fmt: skip
+    parser.add_argument("--dropout", type=float, default=0.0, help="classifier: head dropout")
+    parser.add_argument("--scale", type=float, help="classifier: random-crop scale (0.5)")
     parser.add_argument("--copies", type=int, default=1, help="classifier: crops per train box")
     parser.add_argument("--hand", help="compose: the hand trial's folder (holds weights/best.pt)")
     parser.add_argument("--pad", type=float, default=0.2, help="compose: crop margin")
@@ -164,6 +171,14 @@ def main() -> None:
 
     SETTINGS.update(mlflow=False, sync=False)
     dataset = acquire(str(dataset_path()), home / "datasets")
+    data_root, data_id = dataset.local_path, dataset.id
+    if args.augment_copies:
+        from tasks.augment import AugmentConfig, augment_dataset, augmented_id
+
+        augment = AugmentConfig(copies=args.augment_copies)
+        data_id = augmented_id(dataset.id, augment)
+        data_root = home / "datasets" / "augmented" / data_id
+        augment_dataset(dataset.local_path, data_root, augment, dataset.names)
     name = args.name or f"{args.kind}-{args.imgsz}px-{args.minutes:g}min-{args.optimizer}"
     if args.jitter:
         name += f"-jitter{args.jitter:g}"
@@ -171,13 +186,22 @@ def main() -> None:
         name += f"-copies{args.copies}"
     if args.mirror:
         name += "-mirror"
+    if args.augment_copies:
+        name += f"-aug{args.augment_copies}"
+    if args.dropout:
+        name += f"-dropout{args.dropout:g}"
+    if args.scale is not None:
+        name += f"-scale{args.scale:g}"
+    if args.model and args.kind == "classifier":
+        name += f"-{Path(args.model).stem}"
     out = home / "trials" / name
     started = time.time()
     if args.kind == "classifier":
-        crops = home / "crops" / f"{dataset.id}-jitter{args.jitter:g}-copies{args.copies}"
+        side = round(args.imgsz * 1.25)  # as ClassifierConfig.crop_side
+        crops = home / "crops" / f"{data_id}-jitter{args.jitter:g}-copies{args.copies}-{side}px"
         if not crops.exists():
             build_crop_dataset(
-                dataset.local_path, crops, jitter=args.jitter, train_copies=args.copies
+                data_root, crops, size=side, jitter=args.jitter, train_copies=args.copies
             )
         weights, scores = _train_cls(crops, args, out)
     elif args.kind in ("detector", "hand"):
@@ -187,7 +211,8 @@ def main() -> None:
     row = {
         "trial": name, "kind": args.kind, "imgsz": args.imgsz, "budget_min": args.minutes,
         "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch, "jitter": args.jitter,
-        "model": args.model, "copies": args.copies,
+        "model": args.model, "copies": args.copies, "augment_copies": args.augment_copies,
+        "dropout": args.dropout, "scale": args.scale,
         "wall_s": round(time.time() - started), "weights": str(weights) if weights else None,
         **{k: round(v, 4) for k, v in scores.items()},
     }  # fmt: skip
