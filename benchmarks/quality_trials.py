@@ -47,7 +47,8 @@ def _train_cls(crops: Path, args: argparse.Namespace, out: Path) -> tuple[Path, 
     model.train(
         data=str(crops), imgsz=args.imgsz, epochs=1000, time=args.minutes / 60, batch=args.batch,
         optimizer=args.optimizer, lr0=args.lr0, workers=2, project=str(out), name="cls",
-        exist_ok=True, plots=False, verbose=False, pretrained=False, amp=False, seed=0, **extra,
+        exist_ok=True, plots=False, verbose=False, pretrained=False, amp=False, seed=args.seed,
+        **extra,
     )  # fmt: skip
     best = out / "cls" / "weights" / "best.pt"
     scores = {}
@@ -94,10 +95,16 @@ def _compose(dataset: Any, args: argparse.Namespace, out: Path) -> tuple[Path, d
     from tasks.two_stage import assemble
 
     hand = next(Path(args.hand).rglob("weights/best.pt"))
-    letters = next(Path(args.classifier).rglob("weights/best.pt"))
     detector = export_onnx(hand, args.hand_imgsz, out / "hand-export")
-    classifier = export_onnx(letters, args.imgsz, out / "cls-export")
-    model = assemble(detector, classifier, letters, out / "model", args.pad, mirror=args.mirror)
+    exports = []
+    for i, folder in enumerate(args.classifier):
+        letters = next(Path(folder).rglob("weights/best.pt"))
+        side = _trained_imgsz(letters) or args.imgsz
+        exports.append((letters, export_onnx(letters, side, out / f"cls-export-{i}")))
+    model = assemble(
+        detector, exports[0][1], exports[0][0], out / "model", args.pad, mirror=args.mirror,
+        extra_classifiers=[onnx for _, onnx in exports[1:]],
+    )  # fmt: skip
     scores: dict[str, float] = {}
     for split in ("valid", "test") if args.final else ("valid",):
         report = evaluate(model, dataset.data_yaml, split, out / "eval", args.hand_imgsz)
@@ -109,6 +116,14 @@ def _compose(dataset: Any, args: argparse.Namespace, out: Path) -> tuple[Path, d
         print(report.to_markdown())
         scores[f"{split}_flip_agreement"] = _flip_agreement(model, dataset.local_path / split)
     return model, scores
+
+
+def _trained_imgsz(weights: Path) -> int | None:
+    """The input size a classifier trial trained at (its run's args.yaml)."""
+    import yaml
+
+    args = weights.parents[1] / "args.yaml"
+    return int(yaml.safe_load(args.read_text())["imgsz"]) if args.is_file() else None
 
 
 def _flip_agreement(model: Path, split_dir: Path) -> float:
@@ -146,6 +161,7 @@ def main() -> None:
         "--augment-copies", type=int, default=0,
         help="our Albumentations copies per train photo, added before crops are cut",
     )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="classifier: crops and training")
     parser.add_argument("--dropout", type=float, default=0.0, help="classifier: head dropout")
     parser.add_argument("--scale", type=float, help="classifier: random-crop scale (0.5)")
     parser.add_argument("--copies", type=int, default=1, help="classifier: crops per train box")
@@ -153,7 +169,10 @@ def main() -> None:
     parser.add_argument("--pad", type=float, default=0.2, help="compose: crop margin")
     parser.add_argument("--mirror", action="store_true", help="compose: average crop + mirror")
     parser.add_argument("--hand-imgsz", type=int, default=256)
-    parser.add_argument("--classifier", help="compose: the classifier trial's folder")
+    parser.add_argument(
+        "--classifier", nargs="+",
+        help="compose: the classifier trial's folder; several make an averaged ensemble",
+    )  # fmt: skip
     parser.add_argument("--name", default=None, help="trial name (default: kind + settings)")
     parser.add_argument("--final", action="store_true", help="also score test (once, the pick)")
     args = parser.parse_args()
@@ -188,6 +207,8 @@ def main() -> None:
         name += "-mirror"
     if args.augment_copies:
         name += f"-aug{args.augment_copies}"
+    if args.seed:
+        name += f"-seed{args.seed}"
     if args.dropout:
         name += f"-dropout{args.dropout:g}"
     if args.scale is not None:
@@ -198,11 +219,13 @@ def main() -> None:
     started = time.time()
     if args.kind == "classifier":
         side = round(args.imgsz * 1.25)  # as ClassifierConfig.crop_side
-        crops = home / "crops" / f"{data_id}-jitter{args.jitter:g}-copies{args.copies}-{side}px"
+        cut = f"{data_id}-jitter{args.jitter:g}-copies{args.copies}-{side}px-seed{args.seed}"
+        crops = home / "crops" / cut
         if not crops.exists():
             build_crop_dataset(
-                data_root, crops, size=side, jitter=args.jitter, train_copies=args.copies
-            )
+                data_root, crops, size=side, jitter=args.jitter, train_copies=args.copies,
+                seed=args.seed,
+            )  # fmt: skip
         weights, scores = _train_cls(crops, args, out)
     elif args.kind in ("detector", "hand"):
         weights, scores = _train_det(dataset, args, out, one_class=args.kind == "hand")
@@ -212,7 +235,7 @@ def main() -> None:
         "trial": name, "kind": args.kind, "imgsz": args.imgsz, "budget_min": args.minutes,
         "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch, "jitter": args.jitter,
         "model": args.model, "copies": args.copies, "augment_copies": args.augment_copies,
-        "dropout": args.dropout, "scale": args.scale,
+        "dropout": args.dropout, "scale": args.scale, "seed": args.seed,
         "wall_s": round(time.time() - started), "weights": str(weights) if weights else None,
         **{k: round(v, 4) for k, v in scores.items()},
     }  # fmt: skip

@@ -33,7 +33,7 @@ from tasks.registry import MODEL_NAME, PromotionDecision, decide_promotion, log_
 from tasks.settings import get_settings, prepare_environment
 from tasks.train import TrainConfig, TrainResult, resolve_device, train
 from tasks.train_classifier import ClassifierConfig, train_classifier
-from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, is_two_stage, two_stage_metadata
+from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, extra_classifiers, is_two_stage
 
 # Scores the evaluation reports on the test split; the gate compares one of them.
 GateMetric = Literal["test_map50", "test_map50_95", "test_top1", "test_precision", "test_recall"]
@@ -197,12 +197,34 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             )
         result = train_task(dataset, config, runs_dir, train_run)
         mlflow_runs.log_training(client, train_run, result)
+        # Ensemble members train once the detector has freed its core.
+        members = []
+        for i, member in enumerate(config.extra_classifiers, start=1):
+            member_run = runs.enter_context(
+                mlflow_runs.run(client, experiment_id, f"train-classifier-{i}", parent_run_id, tags)
+            )
+            mlflow_runs.log_params(
+                client,
+                member_run,
+                mlflow_runs.flatten("classifier", member.model_dump(mode="json")),
+            )
+            future = classifier_task.submit(
+                dataset, member, runs_dir, config.device, member_run, settings.tracking_uri
+            )
+            members.append((member, member_run, future))
         onnx = export_onnx(result.best, config.imgsz, result.run_dir / "export")
         model: Path = result.best
         if stage2 is not None and letters_future is not None:
             letters = letters_future.result()
             mlflow_runs.log_training(client, cls_run, letters)
             cls_onnx = export_onnx(letters.best, stage2.imgsz, letters.run_dir / "export")
+            member_onnx = []
+            for member, member_run, future in members:
+                trained = future.result()
+                mlflow_runs.log_training(client, member_run, trained)
+                member_onnx.append(
+                    export_onnx(trained.best, member.imgsz, trained.run_dir / "export")
+                )
             two_stage = model = assemble(
                 onnx,
                 cls_onnx,
@@ -210,9 +232,12 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 result.run_dir / "two-stage",
                 pad=stage2.pad,
                 mirror=stage2.mirror,
+                extra_classifiers=member_onnx,
             )
             extra = {"classifier": two_stage / "classifier.onnx"}
             extra["classifier_weights"] = two_stage / CLASSIFIER_WEIGHTS
+            for path in extra_classifiers(two_stage):
+                extra[path.stem.replace("-", "_")] = path
 
     eval_dir = result.run_dir / "evaluation"
     with mlflow_runs.run(client, experiment_id, "evaluate", parent_run_id, tags) as eval_run:
@@ -245,11 +270,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 "profile": params.profile,
                 "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "metrics": metrics,
-                **(
-                    two_stage_metadata(config.classifier.pad, config.classifier.mirror)
-                    if config.classifier
-                    else {}
-                ),
+                **(json.loads((two_stage / "metadata.json").read_text()) if two_stage else {}),
             },
             int8=int8,
             extra=extra,

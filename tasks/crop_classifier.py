@@ -9,6 +9,7 @@ boxes and confidences it returns look exactly like a 26-class detector's.
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -28,12 +29,13 @@ THREADS = 1
 class CropClassifier:
     """Letter probabilities for the square crop around a hand box.
 
-    Thread safety: one onnxruntime session (``run`` is re-entrant) and no shared buffers.
+    Thread safety: one onnxruntime session per member (``run`` is re-entrant) and no shared
+    buffers.
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | Sequence[Path],
         pad: float = DEFAULT_PAD,
         threads: int | None = None,
         mirror: bool = False,
@@ -41,7 +43,10 @@ class CropClassifier:
         """Open ``path`` (an ultralytics ``-cls`` ONNX export; its output is softmaxed).
 
         Args:
-            path: ``classifier.onnx`` or ``classifier.int8.onnx``.
+            path: ``classifier.onnx`` or ``classifier.int8.onnx``; or several exports over
+                the same letters, whose probabilities are averaged (an ensemble: classifiers
+                trained apart make different mistakes, so their mean is right more often).
+                Each member reads the crop at its own input size.
             pad: Crop margin; must be the one the crops it was trained on were cut with.
             threads: Intra-op threads; default :data:`THREADS`.
             mirror: Average the probabilities of the crop and of its mirror image. A left
@@ -51,37 +56,38 @@ class CropClassifier:
                 second classifier run per hand.
 
         Raises:
-            ValueError: When the export does not name its classes.
+            ValueError: When an export does not name its classes, or members disagree on them.
         """
-        self.path = path
+        paths = (path,) if isinstance(path, Path) else tuple(path)
+        if not paths:
+            raise ValueError("a crop classifier needs at least one export")
+        self.paths = paths
+        self.path = paths[0]
         self.pad = pad
         self.mirror = mirror
-        self._session = open_session(path, threads or THREADS)
-        model_input = self._session.get_inputs()[0]
-        self._input_name = model_input.name
-        self.size = int(model_input.shape[2]) if isinstance(model_input.shape[2], int) else 128
-        embedded = self._session.get_modelmeta().custom_metadata_map
-        if "names" not in embedded:
-            raise ValueError(f"{path}: the classifier export does not name its classes")
-        names = ast.literal_eval(embedded["names"])
-        self.names = tuple(str(names[k]) for k in sorted(names, key=int))
-        self.quantized = embedded.get("quantization") == "int8"
+        self._members = [_Member(member, threads or THREADS) for member in paths]
+        first = self._members[0]
+        for member in self._members[1:]:
+            if member.names != first.names:
+                raise ValueError(f"{member.path} reads other letters than {first.path}")
+        self.names = first.names
+        self.size = first.size
+        self.quantized = all(member.quantized for member in self._members)
 
     def probabilities(
         self, image: np.ndarray, box: tuple[float, float, float, float]
     ) -> np.ndarray:
         """Class probabilities (sum 1) for the hand in ``box`` of a BGR ``image``."""
-        crop = square_crop(image, box, self.pad, self.size)
-        probs = self._run(crop)
-        if self.mirror:
-            probs = (probs + self._run(cv2.flip(crop, 1))) / 2
-        return probs
-
-    def _run(self, crop: np.ndarray) -> np.ndarray:
-        # ultralytics classifies RGB in [0, 1] with no mean/std (its DEFAULT_MEAN is 0, STD 1).
-        tensor = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None]
-        tensor = np.ascontiguousarray(tensor, dtype=np.float32) * np.float32(1 / 255)
-        return self._session.run(None, {self._input_name: tensor})[0][0]
+        crops: dict[int, np.ndarray] = {}
+        total = np.zeros(len(self.names), np.float32)
+        for member in self._members:
+            crop = crops.get(member.size)
+            if crop is None:
+                crop = crops[member.size] = square_crop(image, box, self.pad, member.size)
+            total += member.run(crop)
+            if self.mirror:
+                total += member.run(cv2.flip(crop, 1))
+        return total / (len(self._members) * (2 if self.mirror else 1))
 
     def letters(
         self,
@@ -123,3 +129,26 @@ class CropClassifier:
                     )
         found.sort(key=lambda d: -d.confidence)
         return tuple(found[:max_det])
+
+
+class _Member:
+    """One classifier export: its session, input size and letter names."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.path = path
+        self._session = open_session(path, threads)
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        self.size = int(model_input.shape[2]) if isinstance(model_input.shape[2], int) else 128
+        embedded = self._session.get_modelmeta().custom_metadata_map
+        if "names" not in embedded:
+            raise ValueError(f"{path}: the classifier export does not name its classes")
+        names = ast.literal_eval(embedded["names"])
+        self.names = tuple(str(names[k]) for k in sorted(names, key=int))
+        self.quantized = embedded.get("quantization") == "int8"
+
+    def run(self, crop: np.ndarray) -> np.ndarray:
+        # ultralytics classifies RGB in [0, 1] with no mean/std (its DEFAULT_MEAN is 0, STD 1).
+        tensor = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None]
+        tensor = np.ascontiguousarray(tensor, dtype=np.float32) * np.float32(1 / 255)
+        return self._session.run(None, {self._input_name: tensor})[0][0]

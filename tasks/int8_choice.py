@@ -8,7 +8,7 @@ from pathlib import Path
 from tasks.evaluate import EvalReport, evaluate
 from tasks.onnx_tools import quantize_int8
 from tasks.records import DatasetRef
-from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, crop_settings
+from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, crop_settings, extra_classifiers
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def int8_variant(
             pad=pad,
             detector_int8=int8,
             mirror=mirror,
+            extra_classifiers=extra_classifiers(two_stage),
         )
     report = evaluate(scored, dataset.data_yaml, "test", out_dir / "int8", imgsz=imgsz)
     drop = fp32.map50 - report.map50

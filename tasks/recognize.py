@@ -241,11 +241,18 @@ def _classifier(detector: Path, meta: dict[str, Any], prefer: Format) -> CropCla
     """The letter classifier beside a detector, if the model is two-stage."""
     folder = detector.parent
     order = ("int8", "onnx") if prefer == "int8" else ("onnx", "int8")
+    pad, mirror = float(meta.get("crop_pad", DEFAULT_PAD)), bool(meta.get("crop_mirror", False))
+    members = meta.get("classifiers")
+    if members:  # an ensemble: every member fp32, as assembled
+        paths = [folder / str(name) for name in members]
+        missing = [path.name for path in paths if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(f"two-stage model in {folder} lacks {', '.join(missing)}")
+        return CropClassifier(paths, pad, mirror=mirror)
     for kind in order:
         candidate = folder / CLASSIFIER_FILES[kind]
         if candidate.is_file():
-            pad = float(meta.get("crop_pad", DEFAULT_PAD))
-            return CropClassifier(candidate, pad, mirror=bool(meta.get("crop_mirror", False)))
+            return CropClassifier(candidate, pad, mirror=mirror)
     if meta.get("two_stage"):
         raise FileNotFoundError(f"two-stage model in {folder} has no classifier.onnx")
     return None

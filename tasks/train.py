@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.classifier_config import ClassifierConfig
 from tasks.files import write_atomic
@@ -64,6 +64,11 @@ class TrainConfig(BaseModel):
         description="Two-stage recipe: the detector learns one class (hand) and this "
         "classifier reads the letter from each hand's crop.",
     )
+    extra_classifiers: tuple[ClassifierConfig, ...] = Field(
+        default=(),
+        description="More letter classifiers, trained once the detector is done (on the core "
+        "it frees); the recognizer averages their letter probabilities with the first one's.",
+    )
     augment_copies: int | None = Field(
         default=None,
         ge=0,
@@ -73,12 +78,26 @@ class TrainConfig(BaseModel):
         "flow's default.",
     )
 
+    @model_validator(mode="after")
+    def _one_crop_for_every_member(self) -> TrainConfig:
+        if self.extra_classifiers and self.classifier is None:
+            raise ValueError("extra_classifiers need a classifier (a two-stage recipe)")
+        for extra in self.extra_classifiers:
+            # One crop per hand feeds every member, so they must be cut alike.
+            if self.classifier and (extra.pad, extra.mirror) != (
+                self.classifier.pad,
+                self.classifier.mirror,
+            ):
+                raise ValueError("every classifier of an ensemble needs the same pad and mirror")
+        return self
+
     def key(self, dataset_id: str) -> str:
         """A stable id for (dataset, recipe): a retried training finds its own checkpoint."""
         # The classifier trains separately (its own key); the detector's run is unaffected.
         # The data side (augment_copies) is already in the dataset id.
         recipe = self.model_dump(
-            mode="json", exclude={"workers", "device", "classifier", "augment_copies"}
+            mode="json",
+            exclude={"workers", "device", "classifier", "extra_classifiers", "augment_copies"},
         )
         if self.classifier is not None:
             recipe["single_cls"] = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.crop_classifier import CLASSIFIER_FILES
@@ -20,6 +21,7 @@ def assemble(
     pad: float,
     detector_int8: Path | None = None,
     mirror: bool = False,
+    extra_classifiers: Sequence[Path] = (),
 ) -> Path:
     """Write ``target`` holding the hand detector and the letter classifier side by side.
 
@@ -33,6 +35,8 @@ def assemble(
             the fp32 one: the folder then holds only the int8 detector.
         mirror: Whether the classifier averages each crop with its mirror image (kept in
             ``metadata.json``; see :class:`tasks.crop_classifier.CropClassifier`).
+        extra_classifiers: More letter classifiers' exports (``classifier-1.onnx``, …) whose
+            probabilities are averaged with the first one's (an ensemble).
 
     Returns:
         ``target``.
@@ -45,9 +49,13 @@ def assemble(
         else:
             shutil.copyfile(detector_int8, staged / "model.int8.onnx")
         shutil.copyfile(classifier_onnx, staged / CLASSIFIER_FILES["onnx"])
+        members = [CLASSIFIER_FILES["onnx"]]
+        for i, extra in enumerate(extra_classifiers, start=1):
+            members.append(f"classifier-{i}.onnx")
+            shutil.copyfile(extra, staged / members[-1])
         if classifier_weights is not None:
             shutil.copyfile(classifier_weights, staged / CLASSIFIER_WEIGHTS)
-        (staged / "metadata.json").write_text(json.dumps(two_stage_metadata(pad, mirror)))
+        (staged / "metadata.json").write_text(json.dumps(two_stage_metadata(pad, mirror, members)))
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)
@@ -62,9 +70,20 @@ def is_two_stage(folder: Path) -> bool:
     return any((folder / name).is_file() for name in CLASSIFIER_FILES.values())
 
 
-def two_stage_metadata(pad: float, mirror: bool = False) -> dict[str, object]:
+def two_stage_metadata(
+    pad: float, mirror: bool = False, classifiers: Sequence[str] = (CLASSIFIER_FILES["onnx"],)
+) -> dict[str, object]:
     """The metadata keys that tell the recognizer how to run a two-stage model."""
-    return {"two_stage": True, "crop_pad": pad, "crop_mirror": mirror}
+    meta: dict[str, object] = {"two_stage": True, "crop_pad": pad, "crop_mirror": mirror}
+    if len(classifiers) > 1:
+        meta["classifiers"] = list(classifiers)
+    return meta
+
+
+def extra_classifiers(folder: Path) -> list[Path]:
+    """The ensemble members of a two-stage ``folder`` beyond ``classifier.onnx`` (often none)."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    return [folder / name for name in meta.get("classifiers", [])[1:]]
 
 
 def crop_settings(folder: Path) -> tuple[float, bool]:

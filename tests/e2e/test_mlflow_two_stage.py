@@ -1,7 +1,8 @@
 """A two-stage recipe through the pipeline against a real MLflow server.
 
 Hand detector and letter classifier train side by side (the classifier in its own process),
-are evaluated as one model, registered, and come back through the registry as one
+a second classifier (an ensemble member) trains once the detector is done, all are evaluated
+as one model, registered, and come back through the registry as one
 recognizer that reads letters.
 """
 
@@ -36,6 +37,7 @@ def outcome(env: dict, subset_dataset: Path) -> TrainOutcome:
         model="yolo11n.yaml", imgsz=160, epochs=1, batch=16, patience=0, workers=0,
         optimizer="AdamW", overrides={"val": False},
         classifier=ClassifierConfig(imgsz=64, epochs=CLASSIFIER_EPOCHS, batch=16, workers=0),
+        extra_classifiers=(ClassifierConfig(imgsz=64, epochs=1, batch=16, workers=0, seed=1),),
     )  # fmt: skip
     return pipeline_flow(
         PipelineParams(
@@ -52,7 +54,9 @@ def test_mlflow_two_stage_runs_are_siblings_and_the_classifier_logs_from_its_pro
     client = MlflowClient(env["uri"])
     experiment = client.get_experiment_by_name(EXPERIMENT)
     by_name = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert sorted(by_name) == ["data", "evaluate", "pipeline-smoke", "train", "train-classifier"]
+    assert sorted(by_name) == [
+        "data", "evaluate", "pipeline-smoke", "train", "train-classifier", "train-classifier-1",
+    ]  # fmt: skip
     parent = by_name["pipeline-smoke"].info.run_id
     letters = by_name["train-classifier"]
     assert letters.data.tags["mlflow.parentRunId"] == parent
@@ -61,6 +65,10 @@ def test_mlflow_two_stage_runs_are_siblings_and_the_classifier_logs_from_its_pro
     assert by_name["train"].data.params["yolo.single_cls"] == "True"
     # Logged by ultralytics callbacks inside the spawned training process.
     assert len(client.get_metric_history(letters.info.run_id, "train/loss")) == CLASSIFIER_EPOCHS
+    member = by_name["train-classifier-1"]
+    assert member.data.tags["mlflow.parentRunId"] == parent and member.info.status == "FINISHED"
+    assert member.data.params["classifier.seed"] == "1"
+    assert len(client.get_metric_history(member.info.run_id, "train/loss")) == 1
     evaluate = by_name["evaluate"].data.metrics
     for key in ("test_top1", "test_map50", "valid_top1", "valid_map50", "int8_test_map50"):
         assert 0.0 <= evaluate[key] <= 1.0
@@ -73,8 +81,10 @@ def test_mlflow_two_stage_champion_loads_as_one_recognizer(outcome: TrainOutcome
     )
     files = {p.name for p in folder.rglob("*") if p.is_file()}
     assert {"model.onnx", "classifier.onnx", "classifier.pt", "best.pt", "metadata.json"} <= files
+    assert "classifier-1.onnx" in files, "the ensemble's second member ships with the model"
     recognizer = Recognizer.load(f"models:/{MODEL_NAME}@{CHAMPION}", cache_dir=tmp_path / "c")
     assert recognizer.classifier is not None and recognizer.names == LETTERS
+    assert [p.name for p in recognizer.classifier.paths] == ["classifier.onnx", "classifier-1.onnx"]
 
 
 def test_mlflow_two_stage_pyfunc_predicts_letters(outcome: TrainOutcome, subset_dataset: Path):

@@ -134,3 +134,87 @@ def test_with_mirror_a_flipped_frame_reads_the_same_letters(
     # Up to a pixel of resampling where the crop edges round differently.
     assert int(probs.argmax()) == int(flipped.argmax())
     assert flipped == pytest.approx(probs, abs=0.02)
+
+
+def _constant_classifier(path: Path, probs: np.ndarray, side: int) -> Path:
+    """An ONNX "classifier" that reads every crop as ``probs``: an ensemble member whose
+    contribution to the average is known exactly."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    constants = [
+        numpy_helper.from_array(np.array([0.0], np.float32), "zero"),
+        numpy_helper.from_array(np.array([1, 1], np.int64), "shape"),
+        numpy_helper.from_array(probs.astype(np.float32)[None], "probs"),
+    ]
+    nodes = [  # 0 * sum(crop) + probs: the input is read, so the graph stays valid
+        helper.make_node("ReduceSum", ["images"], ["total"], keepdims=1),
+        helper.make_node("Reshape", ["total", "shape"], ["flat"]),
+        helper.make_node("Mul", ["flat", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "probs"], ["output0"]),
+    ]
+    crop = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, side, side])
+    out = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 26])
+    graph = helper.make_graph(nodes, "constant", [crop], [out], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"names": str(dict(enumerate(LETTERS)))})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ensemble(two_stage_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's model plus a 96-px member that always reads "Z"."""
+    from tasks.two_stage import assemble, crop_settings
+
+    root = tmp_path_factory.mktemp("ensemble")
+    sure_z = np.zeros(26, np.float32)
+    sure_z[LETTERS.index("Z")] = 1.0
+    second = _constant_classifier(root / "z.onnx", sure_z, 96)
+    pad, mirror = crop_settings(two_stage_model)
+    return assemble(
+        two_stage_model / "model.onnx", two_stage_model / "classifier.onnx",
+        two_stage_model / "classifier.pt", root / "model", pad, mirror=mirror,
+        extra_classifiers=[second],
+    )  # fmt: skip
+
+
+def test_an_ensemble_averages_its_members_each_at_its_own_size(
+    ensemble: Path, recognizer: Recognizer, image: np.ndarray
+):
+    both = Recognizer.load(str(ensemble))
+    assert [p.name for p in both.classifier.paths] == ["classifier.onnx", "classifier-1.onnx"]
+    assert [m.size for m in both.classifier._members] == [64, 96]
+    box = (10.0, 20.0, 200.0, 220.0)
+    first = recognizer.classifier.probabilities(image, box)
+    averaged = both.classifier.probabilities(image, box)
+    expected = first / 2
+    expected[LETTERS.index("Z")] += 0.5
+    assert averaged == pytest.approx(expected, abs=1e-5)
+    # An untrained first member is near uniform, so the sure member decides the letter.
+    result = both.recognize(image, conf=1e-6, max_det=5, agnostic=True)
+    assert result.top is not None and result.top.letter == "Z"
+
+
+def test_an_ensemble_missing_a_member_is_refused_by_name(ensemble: Path, tmp_path: Path):
+    broken = tmp_path / "model"
+    shutil.copytree(ensemble, broken)
+    (broken / "classifier-1.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match=r"classifier-1\.onnx"):
+        Recognizer.load(str(broken))
+
+
+def test_members_must_read_the_same_letters(ensemble: Path, tmp_path: Path):
+    import onnx
+
+    from tasks.crop_classifier import CropClassifier
+
+    model = onnx.load(str(ensemble / "classifier-1.onnx"))
+    for prop in model.metadata_props:
+        if prop.key == "names":
+            prop.value = str({i: f"x{i}" for i in range(26)})
+    other = tmp_path / "other.onnx"
+    onnx.save(model, str(other))
+    with pytest.raises(ValueError, match="other letters"):
+        CropClassifier([ensemble / "classifier.onnx", other])

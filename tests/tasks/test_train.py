@@ -41,6 +41,19 @@ def test_recipe_key_ignores_placement_but_not_recipe():
     assert base.key("d1") != base.model_copy(update={"epochs": 4}).key("d1")
 
 
+def test_ensemble_members_need_a_classifier_cut_alike_and_leave_the_detector_key():
+    from tasks.classifier_config import ClassifierConfig
+
+    first = ClassifierConfig(pad=0.2)
+    with pytest.raises(ValueError, match="need a classifier"):
+        TrainConfig(extra_classifiers=(first,))
+    with pytest.raises(ValueError, match="same pad"):
+        TrainConfig(classifier=first, extra_classifiers=(ClassifierConfig(pad=0.3),))
+    alone = TrainConfig(classifier=first)
+    both = TrainConfig(classifier=first, extra_classifiers=(ClassifierConfig(seed=1),))
+    assert alone.key("d") == both.key("d"), "members do not change the hand detector's run"
+
+
 def test_config_is_frozen_and_strict():
     with pytest.raises(ValueError):
         TrainConfig(unknown=1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.two_stage import assemble, crop_settings, is_two_stage
+from tasks.two_stage import assemble, crop_settings, extra_classifiers, is_two_stage
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -54,3 +54,17 @@ def test_a_failed_assembly_leaves_the_old_folder_and_no_debris(tmp_path: Path):
         assemble(detector, tmp_path / "missing.onnx", weights, target, pad=0.2)
     assert (target / "classifier.onnx").read_bytes() == b"classifier.onnx"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "model"]
+
+
+def test_ensemble_members_land_beside_the_first_classifier(tmp_path: Path):
+    detector, classifier, weights = _files(tmp_path)
+    assert extra_classifiers(assemble(detector, classifier, weights, tmp_path / "one", 0.2)) == []
+    second = tmp_path / "in" / "second.onnx"
+    second.write_bytes(b"second")
+    folder = assemble(
+        detector, classifier, weights, tmp_path / "m", pad=0.2, extra_classifiers=[second]
+    )
+    assert (folder / "classifier-1.onnx").read_bytes() == b"second"
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["classifiers"] == ["classifier.onnx", "classifier-1.onnx"]
+    assert extra_classifiers(folder) == [folder / "classifier-1.onnx"]
