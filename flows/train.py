@@ -20,6 +20,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows import mlflow_runs
@@ -197,8 +198,8 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             )
         result = train_task(dataset, config, runs_dir, train_run)
         mlflow_runs.log_training(client, train_run, result)
-        # Ensemble members train once the detector has freed its core.
-        members = []
+        # Ensemble members train one after another once the detector has freed its core.
+        members: list[tuple[ClassifierConfig, str, PrefectFuture[TrainResult]]] = []
         for i, member in enumerate(config.extra_classifiers, start=1):
             member_run = runs.enter_context(
                 mlflow_runs.run(client, experiment_id, f"train-classifier-{i}", parent_run_id, tags)
@@ -209,8 +210,9 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 mlflow_runs.flatten("classifier", member.model_dump(mode="json")),
             )
             future = classifier_task.submit(
-                dataset, member, runs_dir, config.device, member_run, settings.tracking_uri
-            )
+                dataset, member, runs_dir, config.device, member_run, settings.tracking_uri,
+                wait_for=[members[-1][2]] if members else None,
+            )  # fmt: skip
             members.append((member, member_run, future))
         onnx = export_onnx(result.best, config.imgsz, result.run_dir / "export")
         model: Path = result.best
