@@ -12,6 +12,7 @@ interleaved rounds so that load from other processes spreads over all of them al
 With ``--classifier`` the weights are a two-stage model's hand detector, and two more variants
 run the whole two-stage recognizer (detector at each size, then the letter classifier on the
 hand's crop): ``two_stage_fp32`` and ``two_stage_int8`` (int8 detector, fp32 classifier).
+Several ``--classifier`` files make an ensemble, as the `cpu` profile ships.
 
 Writes ``benchmarks/results/inference.json``: {size: {variant: {"median_ms", "p95_ms", ...}}}.
 """
@@ -136,14 +137,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dict[str, A
         if args.classifier:
             pad = args.crop_pad
             mirror = args.crop_mirror
-            both = assemble(
-                fp32_path, args.classifier, None, folder / "two-stage", pad, None, mirror
-            )
+            first, *more = args.classifier
+            both = assemble(fp32_path, first, None, folder / "two-stage", pad, None, mirror, more)
             both8 = assemble(
-                fp32_path, args.classifier, None, folder / "two-stage-int8", pad, int8_path, mirror
+                fp32_path, first, None, folder / "two-stage-int8", pad, int8_path, mirror, more
             )
-            runners["two_stage_fp32"] = Recognizer.load(str(both), threads=args.threads).recognize
-            runners["two_stage_int8"] = Recognizer.load(str(both8), threads=args.threads).recognize
+            for name, model in (("two_stage_fp32", both), ("two_stage_int8", both8)):
+                loaded = Recognizer.load(str(model), threads=args.threads, spin=args.spin)
+                runners[name] = loaded.recognize
         results[str(size)] = measure(runners, frames, args.warmup, args.rounds)
         results[str(size)]["recognizer_int8"]["top1_agreement_with_fp32"] = top_agreement(
             fp32, int8, frames
@@ -157,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", type=Path, help="ultralytics .pt weights")
     parser.add_argument("--model-uri", help="MLflow model URI holding artifacts/best.pt")
-    parser.add_argument("--classifier", type=Path, help="two-stage: the letter classifier .onnx")
+    parser.add_argument(
+        "--classifier", type=Path, nargs="+",
+        help="two-stage: the letter classifier .onnx (several: an averaged ensemble)",
+    )  # fmt: skip
     parser.add_argument("--crop-pad", type=float, default=0.2, help="two-stage: crop margin")
     parser.add_argument(
         "--crop-mirror", action="store_true", help="two-stage: average each crop with its mirror"
