@@ -43,6 +43,13 @@ class UiSettings(BaseSettings):
         "recognized on that session's own thread, so sessions run side by side, and the VP8 "
         "codecs keep a core (two threads: ~10% more FPS for a single session on 2 cores).",
     )
+    background_recognition: bool = Field(
+        default=False,
+        description="Return each webcam frame at once with the newest finished recognition "
+        "drawn on it, and recognize a session's next frame whenever its last one is done: "
+        "smooth video when several sessions share a small CPU, boxes about one recognition "
+        "behind. Off: every returned frame is recognized first.",
+    )
     video_width: int = Field(
         default=640,
         ge=160,

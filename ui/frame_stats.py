@@ -50,6 +50,14 @@ def processed_line(view: StatsView) -> str:
     )
 
 
+def video_line(view: StatsView) -> str:
+    """The readout line for every frame returned (background mode), as the tests parse it."""
+    return (
+        f"**Video** {view.frames} frames · {view.fps:.1f} FPS · "
+        f"{view.latency_ms:.0f} ms in the app (p95 {view.latency_p95_ms:.0f} ms)"
+    )
+
+
 @dataclass
 class FrameStats:
     """Processed-frame rate, processing latency and the sequence of top letters."""

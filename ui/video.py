@@ -4,14 +4,23 @@ streamlit-webrtc calls :meth:`FrameProcessor.__call__` on its own worker thread 
 received frame. Nothing here touches Streamlit; results reach the page through the thread-safe
 :class:`~ui.frame_stats.FrameStats` and whatever ``on_top`` writes to (a speller or a practice
 session, both locked).
+
+In background mode the callback does not wait for the recognizer: it hands the frame to a
+process-wide pool of one thread per core unless this session's previous frame is still being
+recognized, and draws the newest finished result on the frame it returns. Video then flows
+at what the codecs allow and each session is recognized as often as the CPU can; the boxes
+lag the video by about one recognition.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,9 +34,13 @@ if TYPE_CHECKING:
     import av
 
     from tasks.recognize import Recognizer
+    from tasks.records import Detection
 
 TopObserver = Callable[[str | None, float, float], object]
 MAX_DETECTIONS = 3  # one hand shows one letter; a few boxes are enough to see confusions
+# Background recognitions of every session share these threads: more would only make the
+# sessions' recognitions compete for the same cores.
+_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="recognize")
 
 
 class FrameProcessor:
@@ -48,13 +61,18 @@ class FrameProcessor:
         min_confidence: float = 0.5,
         on_top: TopObserver | None = None,
         record_dir: Path | None = None,
+        background: bool = False,
     ) -> None:
         self.recognizer = recognizer
         self.stats = stats
         self.min_confidence = min_confidence
         self.on_top = on_top
         self.record_dir = record_dir / uuid.uuid4().hex[:12] if record_dir else None
+        self.background = background
+        self.video = FrameStats()  # every frame returned, recognized or not
         self._count = itertools.count()
+        self._in_flight = threading.Lock()  # held while this session's frame is recognized
+        self._latest: tuple[Detection, ...] = ()
 
     def process(self, image: np.ndarray, received: float | None = None) -> np.ndarray:
         """Recognize one BGR frame and return the annotated copy.
@@ -67,11 +85,38 @@ class FrameProcessor:
             The frame with boxes, letters, confidences and the FPS/latency readout drawn.
         """
         start = time.perf_counter() if received is None else received
+        detections = self._recognize(image, start)
+        return self._annotate(image, detections, start)
+
+    def overlay(self, image: np.ndarray, received: float | None = None) -> np.ndarray:
+        """Background mode: queue ``image`` for recognition if this session is idle, and
+        return it annotated with the newest finished result (possibly an earlier frame's).
+
+        Args:
+            image: The decoded frame (BGR uint8); the callback must not reuse its buffer.
+            received: When the frame reached the callback (monotonic s); default now.
+        """
+        start = time.perf_counter() if received is None else received
+        if self._in_flight.acquire(blocking=False):
+            try:
+                _POOL.submit(self._recognize_then_release, image, start)
+            except BaseException:
+                self._in_flight.release()
+                raise
+        return self._annotate(image, self._latest, start)
+
+    def _recognize_then_release(self, image: np.ndarray, start: float) -> None:
+        try:
+            self._recognize(image, start)
+        finally:
+            self._in_flight.release()
+
+    def _recognize(self, image: np.ndarray, start: float) -> tuple[Detection, ...]:
+        """Recognize, record the top letter (stats, on_top, record_dir) and keep the result."""
         # agnostic NMS: one hand shows one letter, so overlapping boxes of two letters compete.
         result = self.recognizer.recognize(
             image, conf=self.min_confidence, max_det=MAX_DETECTIONS, agnostic=True
         )
-        annotated = draw_detections(image, result.detections)
         top = result.top
         letter, confidence = (top.letter, top.confidence) if top else (None, 0.0)
         done = time.perf_counter()
@@ -80,8 +125,21 @@ class FrameProcessor:
         self.stats.record(done, (done - start) * 1e3, letter, confidence)
         if self.on_top is not None:
             self.on_top(letter, confidence, done)
-        view = self.stats.snapshot()
-        _readout(annotated, f"{view.fps:4.1f} FPS  {view.latency_ms:3.0f} ms")
+        self._latest = result.detections  # one assignment: readers see old or new, whole
+        return result.detections
+
+    def _annotate(
+        self, image: np.ndarray, detections: tuple[Detection, ...], start: float
+    ) -> np.ndarray:
+        annotated = draw_detections(image, detections)
+        done = time.perf_counter()
+        self.video.record(done, (done - start) * 1e3, None, 0.0)
+        if self.background:
+            video, recognized = self.video.snapshot(), self.stats.snapshot(done)
+            _readout(annotated, f"{video.fps:4.1f} FPS  {recognized.fps:4.1f} rec/s")
+        else:
+            view = self.stats.snapshot()
+            _readout(annotated, f"{view.fps:4.1f} FPS  {view.latency_ms:3.0f} ms")
         return annotated
 
     def _save(self, folder: Path, image: np.ndarray, letter: str | None) -> None:
@@ -94,7 +152,8 @@ class FrameProcessor:
         import av
 
         received = time.perf_counter()
-        annotated = self.process(frame.to_ndarray(format="bgr24"), received)
+        image = frame.to_ndarray(format="bgr24")  # a fresh array per frame
+        annotated = (self.overlay if self.background else self.process)(image, received)
         out = av.VideoFrame.from_ndarray(annotated, format="bgr24")
         out.pts = frame.pts
         if frame.time_base is not None:

@@ -27,6 +27,7 @@ FRAME_SIZE = (640, 480)  # (width, height) of the fake camera
 _PROCESSED = re.compile(
     r"Processed\s+(\d+) frames · ([\d.]+) FPS · (\d+) ms per frame\s+\(p95\s+(\d+) ms"
 )
+_VIDEO = re.compile(r"Video\s+(\d+) frames · ([\d.]+) FPS")
 _SEEN = re.compile(r"([A-Z]) (\d+)")
 
 
@@ -103,6 +104,8 @@ class PageStats:
     latency_ms: float
     latency_p95_ms: float
     seen: dict[str, int]
+    video_frames: int = 0  # background mode: every frame returned, recognized or not
+    video_fps: float = 0.0
 
 
 def read_stats(driver: WebDriver) -> PageStats | None:
@@ -116,7 +119,11 @@ def read_stats(driver: WebDriver) -> PageStats | None:
         if line.startswith("Letters seen"):
             seen = {letter: int(n) for letter, n in _SEEN.findall(line.split(":", 1)[1])}
     frames, fps, latency, p95 = processed.groups()
-    return PageStats(int(frames), float(fps), float(latency), float(p95), seen)
+    video = _VIDEO.search(text)
+    video_frames, video_fps = (int(video.group(1)), float(video.group(2))) if video else (0, 0.0)
+    return PageStats(
+        int(frames), float(fps), float(latency), float(p95), seen, video_frames, video_fps
+    )
 
 
 def click_start(driver: WebDriver, timeout: float = 60, label: str = "START") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import av
@@ -77,3 +78,64 @@ def test_frame_stats_survive_concurrent_writers_and_readers():
     for thread in threads:
         thread.join()
     assert stats.snapshot().frames == 6000 and stats.snapshot().totals == (("A", 6000),)
+
+
+class _Gated:
+    """The real recognizer, held at a gate: a recognition in flight for as long as a test needs."""
+
+    def __init__(self, recognizer: Recognizer) -> None:
+        self.recognizer = recognizer
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def recognize(self, image: np.ndarray, **kwargs):
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(10), "the test never opened the gate"
+        return self.recognizer.recognize(image, **kwargs)
+
+
+def _until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_background_mode_returns_frames_at_once_and_recognizes_one_at_a_time(
+    recognizer: Recognizer, shared_dataset: Path
+):
+    from tasks.draw import draw_detections
+
+    image = cv2.imread(str(sorted((shared_dataset / "test" / "images").iterdir())[0]))
+    gated = _Gated(recognizer)
+    processor = FrameProcessor(gated, FrameStats(), 0.0, background=True)  # type: ignore[arg-type]
+    first = processor.overlay(image)
+    assert gated.started.wait(10)
+    for _ in range(3):  # the session's recognition is in flight: these frames only get drawn
+        processor.overlay(image)
+    assert processor.video.snapshot().frames == 4
+    assert processor.stats.snapshot().frames == 0 and gated.calls == 1
+    body = slice(0, image.shape[0] - 40)  # above the readout band
+    assert np.array_equal(first[body], image[body]), "nothing recognized yet: no boxes"
+
+    gated.release.set()
+    _until(lambda: processor.stats.snapshot().frames == 1 and not processor._in_flight.locked())
+    expected = recognizer.recognize(image, conf=0.0, max_det=3, agnostic=True)
+    assert processor.stats.snapshot().letter == expected.top.letter
+    later = processor.overlay(image)  # drawn with the finished result; queues the next frame
+    assert np.array_equal(later[body], draw_detections(image, expected.detections)[body])
+    _until(lambda: processor.stats.snapshot().frames == 2 and not processor._in_flight.locked())
+    assert gated.calls == 2
+
+
+def test_background_callback_counts_video_and_recognitions_apart(recognizer: Recognizer):
+    processor = FrameProcessor(recognizer, FrameStats(), 0.0, background=True)
+    frame = av.VideoFrame.from_ndarray(np.full((480, 640, 3), 114, np.uint8), format="bgr24")
+    for _ in range(5):
+        out = processor(frame)
+        assert (out.width, out.height) == (640, 480)
+    _until(lambda: not processor._in_flight.locked())
+    assert processor.video.snapshot().frames == 5
+    assert 1 <= processor.stats.snapshot().frames <= 5

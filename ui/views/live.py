@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from ui.app_settings import get_ui_settings
-from ui.frame_stats import FrameStats, processed_line
+from ui.frame_stats import FrameStats, processed_line, video_line
 from ui.shared_model import model_or_stop
 from ui.spelling import Speller
 from ui.video import FrameProcessor
@@ -23,7 +23,12 @@ state = st.session_state
 if "live_speller" not in state:
     # Session objects survive reruns; the frame callback holds references to them.
     state.live_speller = Speller(settings.hold_seconds, settings.min_confidence)
-    state.live_processor = FrameProcessor(recognizer, FrameStats(), record_dir=settings.record_dir)
+    state.live_processor = FrameProcessor(
+        recognizer,
+        FrameStats(),
+        record_dir=settings.record_dir,
+        background=settings.background_recognition,
+    )
 speller: Speller = state.live_speller
 processor: FrameProcessor = state.live_processor
 
@@ -49,7 +54,10 @@ playing = context.state.playing
 
 def readout() -> None:
     """Figures (since the page opened) and transcript, polled from the callback's state."""
-    stats = processor.stats.snapshot(time.perf_counter())
+    now = time.perf_counter()
+    stats = processor.stats.snapshot(now)
+    if processor.background:  # frames returned and frames recognized differ
+        st.markdown(video_line(processor.video.snapshot(now)))
     st.markdown(processed_line(stats))
     seen = " · ".join(f"{letter} {frames}" for letter, frames in stats.totals) or "none yet"
     st.markdown(f"**Letters seen** (frames): {seen}")

@@ -24,7 +24,10 @@ if "practice_session" not in state:
         recognizer.names, min(settings.hold_seconds + EXTRA_HOLD, 3.0), settings.min_confidence
     )
     state.practice_processor = FrameProcessor(
-        recognizer, FrameStats(), record_dir=settings.record_dir
+        recognizer,
+        FrameStats(),
+        record_dir=settings.record_dir,
+        background=settings.background_recognition,
     )
 session: PracticeSession = state.practice_session
 processor: FrameProcessor = state.practice_processor
