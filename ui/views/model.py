@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from tasks.crop_classifier import CropClassifier
 from tasks.settings import get_settings
 from ui.model_info import (
     ModelUnavailable,
@@ -18,6 +19,13 @@ from ui.model_info import (
     per_letter,
 )
 from ui.shared_model import VERSION_KEY, model_or_stop, show_unavailable
+
+
+def _stages(classifier: CropClassifier) -> str:
+    members = len(classifier.paths)
+    reader = "a letter classifier" if members == 1 else f"{members} letter classifiers, averaged,"
+    return f" · two stages: hand detector, then {reader} on {classifier.size} px hand crops"
+
 
 COLUMNS = {
     "map50": "mAP50",
@@ -79,6 +87,7 @@ if champion.button("Use the champion", use_container_width=True, disabled=picked
 recognizer, details = model_or_stop()
 
 aliases = ", ".join(details.aliases) or "no alias"
+
 st.subheader(f"Loaded: {details.name} v{details.version} ({aliases})")
 trained = f"{details.trained_at:%Y-%m-%d %H:%M} UTC" if details.trained_at else "unknown"
 st.markdown(
@@ -87,12 +96,7 @@ st.markdown(
     f"- **runs** train `{details.run_id}` · evaluate `{details.evaluate_run_id}`\n"
     f"- **recognizer** {recognizer.source.format} at "
     f"{recognizer.input_size[1]}×{recognizer.input_size[0]} px"
-    + (
-        f" · two stages: hand detector, then a letter classifier on "
-        f"{recognizer.classifier.size} px hand crops"
-        if recognizer.classifier is not None
-        else ""
-    )
+    + (_stages(recognizer.classifier) if recognizer.classifier is not None else "")
 )
 
 rows = details.metric_rows()
