@@ -50,6 +50,13 @@ class UiSettings(BaseSettings):
         "smooth video when several sessions share a small CPU, boxes about one recognition "
         "behind. Off: every returned frame is recognized first.",
     )
+    background_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Threads all sessions' background recognitions share; default one fewer "
+        "than the cores, so the video codecs keep one (on 2 cores and 4 sessions: 13-15 video "
+        "FPS each with one thread, 10 with two).",
+    )
     video_width: int = Field(
         default=640,
         ge=160,

@@ -6,10 +6,10 @@ received frame. Nothing here touches Streamlit; results reach the page through t
 session, both locked).
 
 In background mode the callback does not wait for the recognizer: it hands the frame to a
-process-wide pool of one thread per core unless this session's previous frame is still being
-recognized, and draws the newest finished result on the frame it returns. Video then flows
-at what the codecs allow and each session is recognized as often as the CPU can; the boxes
-lag the video by about one recognition.
+process-wide pool (one thread fewer than the cores) unless this session's previous frame is
+still being recognized, and draws the newest finished result on the frame it returns. Video
+then flows at what the codecs allow and each session is recognized as often as the CPU can;
+the boxes lag the video by about one recognition.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from tasks.draw import FONT, draw_detections
+from ui.app_settings import get_ui_settings
 from ui.frame_stats import FrameStats
 
 if TYPE_CHECKING:
@@ -38,9 +39,12 @@ if TYPE_CHECKING:
 
 TopObserver = Callable[[str | None, float, float], object]
 MAX_DETECTIONS = 3  # one hand shows one letter; a few boxes are enough to see confusions
-# Background recognitions of every session share these threads: more would only make the
-# sessions' recognitions compete for the same cores.
-_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="recognize")
+# Background recognitions of every session share these threads, so recognition never takes
+# more cores than this, whatever the number of sessions; the rest are left to the video codecs.
+_POOL = ThreadPoolExecutor(
+    max_workers=get_ui_settings().background_threads or max(1, (os.cpu_count() or 2) - 1),
+    thread_name_prefix="recognize",
+)
 
 
 class FrameProcessor:

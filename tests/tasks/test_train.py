@@ -34,6 +34,15 @@ def test_profiles_are_valid_recipes_and_unknown_is_clear():
         get_profile("nope")
 
 
+def test_cpu_profile_trains_within_two_hours_on_two_cores():
+    cpu = PROFILES["cpu"]
+    # One core: the detector, then the extra classifiers; the other: the first classifier.
+    one_core = cpu.time_hours + sum(m.time_hours for m in cpu.extra_classifiers)
+    assert max(one_core, cpu.classifier.time_hours) <= 2.0
+    seeds = [cpu.classifier.seed, *(m.seed for m in cpu.extra_classifiers)]
+    assert len(set(seeds)) == len(seeds) >= 2, "ensemble members must be trained apart"
+
+
 def test_recipe_key_ignores_placement_but_not_recipe():
     base = TrainConfig(model="yolo11n.yaml", epochs=3)
     assert base.key("d1") == base.model_copy(update={"workers": 7, "device": "cpu"}).key("d1")
