@@ -44,9 +44,10 @@ class CropClassifier:
 
         Args:
             path: ``classifier.onnx`` or ``classifier.int8.onnx``; or several exports over
-                the same letters, whose probabilities are averaged (an ensemble: classifiers
-                trained apart make different mistakes, so their mean is right more often).
-                Each member reads the crop at its own input size.
+                the same letters, whose probabilities are averaged (an ensemble of classifiers
+                trained apart: steadier confidences, so boxes rank better, at one run per
+                member; benchmarks/TRIALS.md, trial 21). Each member reads the crop at its own
+                input size.
             pad: Crop margin; must be the one the crops it was trained on were cut with.
             threads: Intra-op threads; default :data:`THREADS`.
             mirror: Average the probabilities of the crop and of its mirror image. A left
