@@ -12,7 +12,7 @@ interleaved rounds so that load from other processes spreads over all of them al
 With ``--classifier`` the weights are a two-stage model's hand detector, and two more variants
 run the whole two-stage recognizer (detector at each size, then the letter classifier on the
 hand's crop): ``two_stage_fp32`` and ``two_stage_int8`` (int8 detector, fp32 classifier).
-Several ``--classifier`` files make an ensemble, as the `cpu` profile ships.
+Several ``--classifier`` files make an ensemble (``TrainConfig.extra_classifiers``).
 
 Writes ``benchmarks/results/inference.json``: {size: {variant: {"median_ms", "p95_ms", ...}}}.
 """

@@ -184,6 +184,7 @@ def main() -> None:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(home / "ultralytics"))
     from ultralytics.utils import SETTINGS
 
+    from tasks.classifier_config import ClassifierConfig
     from tasks.dataset import acquire
     from tasks.hand_crops import build_crop_dataset
     from tasks.settings import get_settings
@@ -218,7 +219,7 @@ def main() -> None:
     out = home / "trials" / name
     started = time.time()
     if args.kind == "classifier":
-        side = round(args.imgsz * 1.25)  # as ClassifierConfig.crop_side
+        side = ClassifierConfig(imgsz=args.imgsz).crop_side  # as the train flow cuts them
         cut = f"{data_id}-jitter{args.jitter:g}-copies{args.copies}-{side}px-seed{args.seed}"
         crops = home / "crops" / cut
         if not crops.exists():

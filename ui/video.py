@@ -73,7 +73,7 @@ class FrameProcessor:
         self.on_top = on_top
         self.record_dir = record_dir / uuid.uuid4().hex[:12] if record_dir else None
         self.background = background
-        self.video = FrameStats()  # every frame returned, recognized or not
+        self.video = FrameStats()  # background mode: every frame returned, recognized or not
         self._count = itertools.count()
         self._in_flight = threading.Lock()  # held while this session's frame is recognized
         self._latest: tuple[Detection, ...] = ()
@@ -137,8 +137,8 @@ class FrameProcessor:
     ) -> np.ndarray:
         annotated = draw_detections(image, detections)
         done = time.perf_counter()
-        self.video.record(done, (done - start) * 1e3, None, 0.0)
-        if self.background:
+        if self.background:  # returned frames differ from recognized ones only here
+            self.video.record(done, (done - start) * 1e3, None, 0.0)
             video, recognized = self.video.snapshot(), self.stats.snapshot(done)
             _readout(annotated, f"{video.fps:4.1f} FPS  {recognized.fps:4.1f} rec/s")
         else:

@@ -138,4 +138,5 @@ def test_background_callback_counts_video_and_recognitions_apart(recognizer: Rec
         assert (out.width, out.height) == (640, 480)
     _until(lambda: not processor._in_flight.locked())
     assert processor.video.snapshot().frames == 5
+    # How many frames found the session idle depends on thread timing: at least the first.
     assert 1 <= processor.stats.snapshot().frames <= 5
