@@ -5,6 +5,9 @@ with its own WebRTC connection to one app process (one shared recognizer). For e
 the page's own readout is sampled: processed FPS = frames counted over the measuring window,
 added latency = time a frame spends in the app's callback (decode to BGR, recognize, draw),
 mean and p95 over the page's 2 s window. VP8 encode/decode and the network are not included.
+Browser and app share this machine's CPU, so the benchmark also reports the cores each used
+over the window and the app's CPU time per processed frame: what a server that does not host
+the browsers (a deployment) spends per frame, all of it (WebRTC, VP8 both ways, recognition).
 
     .venv/bin/python benchmarks/browser.py                       # trains a smoke model first
     .venv/bin/python benchmarks/browser.py --weights best.pt --onnx model.onnx
@@ -68,9 +71,36 @@ def make_clip(dataset: Path, path: Path, images: int = 6, hold: int = 30) -> Pat
     return write_y4m(frames, path)
 
 
-def measure(url: str, clip: Path, sessions: int, seconds: float) -> list[dict[str, float]]:
-    """Open ``sessions`` tabs streaming the clip; sample each page's readout for ``seconds``."""
+def cpu_seconds(pid: int, children_only: bool = False) -> float:
+    """User + system CPU seconds used so far by process ``pid`` and its descendants."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = root.children(recursive=True) + ([] if children_only else [root])
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in tree:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:  # a helper process that just ended
+            continue
+        total += times.user + times.system
+    return total
+
+
+def measure(
+    url: str, clip: Path, sessions: int, seconds: float, app_pid: int
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Open ``sessions`` tabs streaming the clip; sample each page's readout for ``seconds``.
+
+    Returns:
+        One row per session, and the cores the app and the browser used over the window
+        (browser and app share this machine's CPU; a deployed app does not host browsers).
+    """
     driver = start_chromium(clip)
+    browser_pid = driver.service.process.pid
     try:
         tabs = []
         for index in range(sessions):
@@ -86,6 +116,7 @@ def measure(url: str, clip: Path, sessions: int, seconds: float) -> list[dict[st
             driver.switch_to.window(tab)
             first = read_stats(driver)
             start[tab] = (time.monotonic(), first.frames, first.video_frames)
+        cpu_start = (time.monotonic(), cpu_seconds(app_pid), cpu_seconds(browser_pid, True))
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for tab in tabs:
@@ -93,6 +124,11 @@ def measure(url: str, clip: Path, sessions: int, seconds: float) -> list[dict[st
                 stats = read_stats(driver)
                 latencies[tab].append((stats.latency_ms, stats.latency_p95_ms))
             time.sleep(1.0)
+        window = time.monotonic() - cpu_start[0]
+        cpu = {
+            "app_cores": (cpu_seconds(app_pid) - cpu_start[1]) / window,
+            "browser_cores": (cpu_seconds(browser_pid, True) - cpu_start[2]) / window,
+        }
         rows = []
         for tab in tabs:
             driver.switch_to.window(tab)
@@ -109,7 +145,9 @@ def measure(url: str, clip: Path, sessions: int, seconds: float) -> list[dict[st
                     "latency_p95_ms": statistics.median(s[1] for s in samples),
                 }
             )
-        return rows
+        processed = sum(row["fps"] for row in rows)
+        cpu["app_cpu_ms_per_frame"] = cpu["app_cores"] * 1e3 / processed if processed else 0.0
+        return rows, cpu
     finally:
         driver.quit()
 
@@ -186,11 +224,19 @@ def main() -> None:
         app = start_ceiling(port, log, env) if args.no_recognition else start_app(port, log, env)
         try:
             wait_http(f"http://127.0.0.1:{port}/_stcore/health", app, timeout=120, log=log)
-            results = {}
+            results, cpu = {}, {}
             for n in (1, 4):
                 print(f"{n} session(s): starting", flush=True)
-                results[n] = measure(f"http://127.0.0.1:{port}/", clip, n, args.seconds)
+                results[n], cpu[n] = measure(
+                    f"http://127.0.0.1:{port}/", clip, n, args.seconds, app.pid
+                )
                 print(f"  FPS per session: {[round(r['fps'], 1) for r in results[n]]}", flush=True)
+                print(
+                    f"  cores used: app {cpu[n]['app_cores']:.2f}, browser "
+                    f"{cpu[n]['browser_cores']:.2f}; app CPU per processed frame "
+                    f"{cpu[n]['app_cpu_ms_per_frame']:.1f} ms",
+                    flush=True,
+                )
                 if args.background:
                     video = [round(r["video_fps"], 1) for r in results[n]]
                     print(f"  video FPS per session: {video}", flush=True)
@@ -224,6 +270,7 @@ def main() -> None:
             "latency_ms": latency,
             "latency_p95_ms": p95,
             "goal_fps": GOALS[n],
+            **cpu[n],
         }
     payload["load_average"] = {"before": load_before, "after": load_after}
     print_table(

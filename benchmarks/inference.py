@@ -12,7 +12,12 @@ interleaved rounds so that load from other processes spreads over all of them al
 With ``--classifier`` the weights are a two-stage model's hand detector, and two more variants
 run the whole two-stage recognizer (detector at each size, then the letter classifier on the
 hand's crop): ``two_stage_fp32`` and ``two_stage_int8`` (int8 detector, fp32 classifier).
-Several ``--classifier`` files make an ensemble (``TrainConfig.extra_classifiers``).
+Several ``--classifier`` files make an ensemble (``TrainConfig.extra_classifiers``). With the
+classifier's ultralytics weights as well (``--classifier-weights``), ``ultralytics_two_stage_pt``
+is the same two-stage model through ultralytics alone: ``YOLO.predict`` on the detector's
+``.pt``, then on the classifier's ``.pt`` for each hand's crop; it is the baseline the
+two-stage recognizer is compared with. ``--model-uri`` of a two-stage model finds all of these
+in the model's folder.
 
 Writes ``benchmarks/results/inference.json``: {size: {variant: {"median_ms", "p95_ms", ...}}}.
 """
@@ -38,11 +43,13 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "fing
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tasks.hand_crops import square_crop  # noqa: E402
 from tasks.onnx_tools import export_onnx, quantize_int8  # noqa: E402
 from tasks.recognize import Recognizer  # noqa: E402
-from tasks.two_stage import assemble  # noqa: E402
+from tasks.two_stage import assemble, crop_settings, extra_classifiers, is_two_stage  # noqa: E402
 
 VARIANTS = ("ultralytics_pt", "ultralytics_onnx", "recognizer_fp32", "recognizer_int8")
+TWO_STAGE = ("ultralytics_two_stage_pt", "two_stage_fp32", "two_stage_int8")
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "asl-letters"
 
 
@@ -93,6 +100,28 @@ def measure(
     return stats
 
 
+def _two_stage_parts(folder: Path, args: argparse.Namespace) -> None:
+    """Point ``args`` at the classifier(s), crop settings and classifier weights in ``folder``."""
+    args.classifier = [folder / "classifier.onnx", *extra_classifiers(folder)]
+    args.crop_pad, args.crop_mirror = crop_settings(folder)
+    if (folder / "classifier.pt").is_file() and len(args.classifier) == 1:
+        args.classifier_weights = args.classifier_weights or folder / "classifier.pt"
+
+
+def _ultralytics_two_stage(
+    detector: Any, classifier: Any, size: int, pad: float
+) -> Callable[[np.ndarray], object]:
+    """The two-stage model run by ultralytics alone: detect hands, classify each hand's crop."""
+    crop_side = int(classifier.model.args.get("imgsz", 128))
+
+    def run(frame: np.ndarray) -> object:
+        hands = detector.predict(frame, imgsz=size, verbose=False)[0].boxes.xyxy.tolist()
+        crops = [square_crop(frame, tuple(box), pad, crop_side) for box in hands]
+        return [classifier.predict(c, imgsz=crop_side, verbose=False)[0].probs for c in crops]
+
+    return run
+
+
 def top_agreement(a: Recognizer, b: Recognizer, frames: list[np.ndarray]) -> float:
     """Share of frames whose best letter is the same for both recognizers (conf 0.001)."""
     same = 0
@@ -113,6 +142,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dict[str, A
         weights = Recognizer.load(args.model_uri, prefer="pt").source.path
         if weights.suffix != ".pt":
             raise ValueError(f"{args.model_uri} holds no best.pt to compare with")
+        if is_two_stage(weights.parent) and not args.classifier:
+            _two_stage_parts(weights.parent, args)
     else:
         weights = smoke_weights(dataset, work)
     test_images = sorted((dataset / "test" / "images").iterdir())[: args.images]
@@ -145,6 +176,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dict[str, A
             for name, model in (("two_stage_fp32", both), ("two_stage_int8", both8)):
                 loaded = Recognizer.load(str(model), threads=args.threads, spin=args.spin)
                 runners[name] = loaded.recognize
+            if args.classifier_weights:
+                runners["ultralytics_two_stage_pt"] = _ultralytics_two_stage(
+                    pt_model, YOLO(str(args.classifier_weights), task="classify"), size, pad
+                )
         results[str(size)] = measure(runners, frames, args.warmup, args.rounds)
         results[str(size)]["recognizer_int8"]["top1_agreement_with_fp32"] = top_agreement(
             fp32, int8, frames
@@ -161,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--classifier", type=Path, nargs="+",
         help="two-stage: the letter classifier .onnx (several: an averaged ensemble)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--classifier-weights", type=Path,
+        help="two-stage: the classifier's ultralytics .pt (adds ultralytics_two_stage_pt)",
     )  # fmt: skip
     parser.add_argument("--crop-pad", type=float, default=0.2, help="two-stage: crop margin")
     parser.add_argument(
@@ -181,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
 
-    variants = [*VARIANTS, *(("two_stage_fp32", "two_stage_int8") if args.classifier else ())]
+    variants = [v for v in (*VARIANTS, *TWO_STAGE) if v in next(iter(results.values()))]
     header = f"{'size':>5} " + " ".join(f"{v:>24}" for v in variants)
     print(f"\nmedian / p95 ms per image (batch 1, {os.cpu_count()} CPUs)\n{header}")
     for size, stats in results.items():
@@ -194,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{size} px: int8 {speedup:.1f}x faster than ultralytics .pt; top-1 = fp32 on "
             f"{agreement:.0%} of images"
         )
+        if "ultralytics_two_stage_pt" in stats:
+            base = stats["ultralytics_two_stage_pt"]["median_ms"]
+            best = min(stats[v]["median_ms"] for v in ("two_stage_fp32", "two_stage_int8"))
+            print(f"{size} px: two-stage recognizer {base / best:.1f}x faster than via ultralytics")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -42,7 +42,8 @@ def main() -> None:
     from flows.train import train_task
     from tasks.dataset import acquire
     from tasks.settings import get_settings
-    from tasks.train import TrainConfig, count_train_images, throughput
+    from tasks.train import TrainConfig
+    from tasks.train_support import count_train_images, throughput
 
     dataset = acquire(str(dataset_path()), home / "datasets")
     config = TrainConfig(

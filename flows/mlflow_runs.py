@@ -19,7 +19,7 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from tasks.evaluate import EvalReport
+from tasks.eval_report import EvalReport
 from tasks.registry import configure_mlflow
 from tasks.settings import Settings
 from tasks.train import TrainResult

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows import mlflow_runs
 from tasks.dataset import localize
-from tasks.evaluate import EvalReport, evaluate
+from tasks.eval_report import EvalReport
+from tasks.evaluate import evaluate
 from tasks.int8_choice import INT8_TOLERANCE, int8_variant
 from tasks.onnx_tools import export_onnx
 from tasks.profiles import get_profile

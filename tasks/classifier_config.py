@@ -7,6 +7,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks import architectures
 from tasks.hand_crops import DEFAULT_PAD
 
 
@@ -46,6 +47,8 @@ class ClassifierConfig(BaseModel):
         """A stable id for (dataset, recipe), as :meth:`tasks.train.TrainConfig.key`."""
         # mirror changes only how the trained classifier is run, not what is trained.
         recipe = self.model_dump(mode="json", exclude={"workers", "mirror"})
+        if shipped := architectures.fingerprint(self.model):
+            recipe["architecture"] = shipped
         digest = hashlib.sha256(json.dumps([dataset_id, "cls", recipe], sort_keys=True).encode())
         return digest.hexdigest()[:16]
 

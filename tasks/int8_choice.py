@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tasks.evaluate import EvalReport, evaluate
+from tasks.eval_report import EvalReport
+from tasks.evaluate import evaluate
 from tasks.onnx_tools import quantize_int8
 from tasks.records import DatasetRef
 from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, crop_settings, extra_classifiers

@@ -5,6 +5,8 @@ from __future__ import annotations
 from tasks.classifier_config import ClassifierConfig
 from tasks.train import TrainConfig
 
+# The hand detector of the two-stage recipes (tasks/architectures/).
+_HAND_DETECTOR = "yolo11-hand-slim.yaml"
 # The letter classifier of the `cpu` recipe (an ensemble member would differ in seed and budget).
 _CPU_CLASSIFIER = ClassifierConfig(
     imgsz=128, epochs=1000, time_hours=100 / 60, batch=32, optimizer="AdamW", lr0=0.002, jitter=0.15
@@ -26,7 +28,7 @@ PROFILES: dict[str, TrainConfig] = {
     # two-stage recipe of `cpu` with 8 minutes for each stage (side by side). It shows
     # every stage working and reads some letters; a useful model needs `cpu` or `gpu`.
     "demo": TrainConfig(
-        model="yolo11n.yaml",
+        model=_HAND_DETECTOR,
         imgsz=256,
         epochs=1000,
         time_hours=0.13,
@@ -39,18 +41,20 @@ PROFILES: dict[str, TrainConfig] = {
         augment_copies=0,
     ),
     # A 2-core laptop within a 2-hour budget, no pretrained weights (benchmarks/TRIALS.md):
-    # a one-class hand detector (25 min) and, side by side with it, a letter classifier on
-    # jittered hand crops (100 min). Ultralytics trains on one thread on a 2-core CPU, so
-    # the two stages together use both cores. AdamW is explicit: with a time budget,
-    # optimizer=auto picks MuSGD, which costs ~13x more per step on a CPU. Two more
-    # classifiers averaged with it (extra_classifiers, 2 x 45 min after the detector) were
-    # tried in full: mAP50 +3 to +5 points, top-1 no better on valid, and the classifier stage
-    # three times as slow, so they are not in the profile.
+    # a one-class hand detector and, side by side with it, a letter classifier on jittered
+    # hand crops (100 min). Ultralytics trains on one thread on a 2-core CPU, so the two
+    # stages together use both cores, and the detector's 45 minutes end well inside the
+    # classifier's 100. The detector is YOLO11 at half of n's width: the same top-1 on valid
+    # as YOLO11n and a third of its compute, which keeps the whole recognizer within 10 ms.
+    # AdamW is explicit: with a time budget, optimizer=auto picks MuSGD, which costs ~13x
+    # more per step on a CPU. Two more classifiers averaged with it (extra_classifiers,
+    # 2 x 45 min after the detector) were tried in full: mAP50 +3 to +5 points, top-1 no
+    # better on valid, and the classifier stage three times as slow, so they are not in it.
     "cpu": TrainConfig(
-        model="yolo11n.yaml",
+        model=_HAND_DETECTOR,
         imgsz=256,
         epochs=1000,
-        time_hours=25 / 60,
+        time_hours=45 / 60,
         batch=16,
         patience=0,
         workers=2,

@@ -13,16 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks import architectures
 from tasks.classifier_config import ClassifierConfig
 from tasks.files import write_atomic
 from tasks.hand_crops import build_crop_dataset
-from tasks.train import (
-    MlflowLogger,
-    TrainResult,
-    quiet_ultralytics,
-    throughput,
-    usable_checkpoint,
-)
+from tasks.train import TrainResult
+from tasks.train_support import MlflowLogger, quiet_ultralytics, throughput, usable_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +74,7 @@ def train_classifier(
         model = YOLO(str(weights / "last.pt"))
         kwargs: dict[str, Any] = {"resume": True, "data": str(crops), "workers": config.workers}
     else:
-        model = YOLO(config.model)
+        model = YOLO(architectures.resolve(config.model))
         kwargs = {
             "data": str(crops),
             "imgsz": config.imgsz,

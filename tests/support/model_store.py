@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tasks.evaluate import EvalReport
+from tasks.eval_report import EvalReport
 from tasks.records import LETTERS, ModelVersion
 from tasks.registry import CHAMPION, configure_mlflow, log_model, register
 

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from tasks import evaluate as evaluation
-from tasks.evaluate import EvalReport, EvaluationError, LetterRow, TopLetter, evaluate
+from tasks.eval_report import EvalReport, LetterRow
+from tasks.evaluate import EvaluationError, TopLetter, evaluate
 from tasks.records import LETTERS
 
 IMGSZ = 320

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks.evaluate import EvalReport, evaluate
+from tasks.eval_report import EvalReport
+from tasks.evaluate import evaluate
 from tasks.settings import get_settings
 from ui.app_settings import get_ui_settings
 
