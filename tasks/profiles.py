@@ -45,7 +45,7 @@ PROFILES: dict[str, TrainConfig] = {
     # hand crops (100 min). Ultralytics trains on one thread on a 2-core CPU, so the two
     # stages together use both cores, and the detector's 45 minutes end well inside the
     # classifier's 100. The detector is YOLO11 at half of n's width: the same top-1 on valid
-    # as YOLO11n and a third of its compute, which keeps the whole recognizer within 10 ms.
+    # as YOLO11n with a third of its compute, so the whole recognizer takes 9-11 ms, not 13-14.
     # AdamW is explicit: with a time budget, optimizer=auto picks MuSGD, which costs ~13x
     # more per step on a CPU. Two more classifiers averaged with it (extra_classifiers,
     # 2 x 45 min after the detector) were tried in full: mAP50 +3 to +5 points, top-1 no

@@ -9,6 +9,7 @@ names one by file name (``TrainConfig.model="yolo11-hand-slim.yaml"``); anything
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,10 @@ def expand(path: Path) -> dict[str, Any]:
 
 
 def fingerprint(model: str) -> str | None:
-    """A digest of a file here (editing it changes run keys, so the model retrains), else None."""
+    """A digest of what a file here sets (changing it changes run keys, so the model
+    retrains; its comments do not), else None."""
     path = shipped(model)
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path else None
+    if path is None:
+        return None
+    spec = json.dumps(yaml.safe_load(path.read_text()), sort_keys=True)
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]

@@ -38,6 +38,8 @@ def test_editing_a_shipped_file_changes_the_run_key(tmp_path, monkeypatch):
     spec.write_text("base: yolo11.yaml\nnc: 1\ndepth_multiple: 0.5\nwidth_multiple: 0.125\n")
     config = TrainConfig(model="tiny.yaml")
     first = config.key("dataset")
+    spec.write_text("# a comment\n" + spec.read_text())
+    assert config.key("dataset") == first, "a comment is not a change"
     spec.write_text("base: yolo11.yaml\nnc: 1\ndepth_multiple: 0.5\nwidth_multiple: 0.25\n")
     assert config.key("dataset") != first
     built = Path(architectures.resolve("tiny.yaml", tmp_path / "out"))
