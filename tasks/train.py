@@ -39,7 +39,8 @@ class TrainConfig(BaseModel):
     model: str = Field(
         default="yolo11n.pt",
         description="Ultralytics weights or model yaml: yolo11n.pt is pretrained (needs internet); "
-        "yolo11n.yaml trains from scratch.",
+        "yolo11n.yaml trains from scratch; a file of tasks/architectures/ "
+        "(yolo11-hand-slim.yaml) is this project's own.",
     )
     imgsz: int = Field(default=640, ge=64, le=1280, description="Training image size (pixels).")
     epochs: int = Field(default=100, ge=1, description="Maximum epochs.")
