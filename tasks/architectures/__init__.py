@@ -43,12 +43,11 @@ def resolve(model: str, out_dir: Path | None = None) -> str:
     path = shipped(model)
     if path is None:
         return model
-    full = expand(path)
     target = (out_dir or Path(tempfile.gettempdir()) / "fingerspell-architectures") / (
         f"{path.stem}-{fingerprint(model)}.yaml"
     )
-    if not target.is_file():
-        write_atomic(target, yaml.safe_dump(full, sort_keys=False))
+    if not target.is_file():  # the name holds the digest: an existing file is this one
+        write_atomic(target, yaml.safe_dump(expand(path), sort_keys=False))
     return str(target)
 
 
