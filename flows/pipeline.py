@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows import mlflow_runs
 from flows.data import DataParams, data_flow
-from flows.train import GateConfig, TrainOutcome, TrainParams, train_flow
+from flows.train import train_flow
+from flows.train_params import GateConfig, TrainOutcome, TrainParams
 from tasks.profiles import PROFILES, get_profile
 from tasks.settings import get_settings, prepare_environment
 from tasks.train import TrainConfig

@@ -15,87 +15,25 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
-from pydantic import BaseModel, ConfigDict, Field
 
 from flows import mlflow_runs
+from flows.train_params import TrainOutcome, TrainParams
 from tasks.dataset import localize
 from tasks.eval_report import EvalReport
 from tasks.evaluate import evaluate
-from tasks.int8_choice import INT8_TOLERANCE, int8_variant
+from tasks.int8_choice import int8_variant
 from tasks.onnx_tools import export_onnx
-from tasks.profiles import get_profile
 from tasks.records import DatasetRef, ModelVersion
-from tasks.registry import MODEL_NAME, PromotionDecision, decide_promotion, log_model, register
+from tasks.registry import MODEL_NAME, decide_promotion, log_model, register
 from tasks.settings import get_settings, prepare_environment
 from tasks.train import TrainConfig, TrainResult, resolve_device, train
 from tasks.train_classifier import ClassifierConfig, train_classifier
 from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, extra_classifiers, is_two_stage
-
-# Scores the evaluation reports on the test split; the gate compares one of them.
-GateMetric = Literal["test_map50", "test_map50_95", "test_top1", "test_precision", "test_recall"]
-
-
-class GateConfig(BaseModel):
-    """How a candidate is compared with the champion."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    metric: GateMetric = Field(
-        default="test_top1",
-        description="Test-split metric compared (higher is better): detection mAP or the "
-        "top-1 letter accuracy a learner feels.",
-    )
-    margin: float = Field(
-        default=0.0, description="The candidate must beat the champion by more than this."
-    )
-
-
-class TrainParams(BaseModel):
-    """Which dataset to train on, with which recipe, and how to judge the result."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dataset: DatasetRef = Field(description="The dataset, as the data flow returned it.")
-    profile: str = Field(
-        default="cpu",
-        description="Training recipe: smoke, demo, cpu (two-stage, 2 h on a CPU) or gpu.",
-    )
-    train: TrainConfig | None = Field(
-        default=None, description="A full recipe; overrides the profile when given."
-    )
-    gate: GateConfig = Field(default_factory=GateConfig)
-    reuse: bool = Field(
-        default=True,
-        description="Resume or reuse the run folder of the same dataset and recipe; "
-        "false always trains anew.",
-    )
-    int8: bool = Field(
-        default=True,
-        description="Also build an int8 ONNX variant; it ships only if its test mAP50 is "
-        f"within {INT8_TOLERANCE} of fp32.",
-    )
-
-    def recipe(self) -> TrainConfig:
-        """The recipe in force: the explicit one, else the named profile."""
-        return self.train or get_profile(self.profile)
-
-
-class TrainOutcome(BaseModel):
-    """What the training flow produced."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: ModelVersion
-    decision: PromotionDecision
-    train_run_id: str
-    evaluate_run_id: str
-    metrics: dict[str, float]
 
 
 @task(cache_policy=NO_CACHE, retries=1)

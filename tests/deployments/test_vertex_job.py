@@ -35,7 +35,7 @@ from prefect_gcp.credentials import GcpCredentials
 from prefect_gcp.workers.vertex import VertexAIWorker, VertexAIWorkerJobConfiguration
 
 from flows.pipeline import PipelineParams
-from flows.train import TrainParams
+from flows.train_params import TrainParams
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "test-project"

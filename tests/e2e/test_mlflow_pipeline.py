@@ -22,7 +22,7 @@ from servers import BIN, free_port, start_server, stop, wait_http
 
 from flows.data import DataParams
 from flows.pipeline import PipelineParams, pipeline_flow
-from flows.train import GateConfig, TrainOutcome
+from flows.train_params import GateConfig, TrainOutcome
 from tasks.augment import AugmentConfig
 from tasks.records import LETTERS
 from tasks.registry import CHALLENGER, CHAMPION, MODEL_NAME, decide_promotion, get_version

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.data import DataParams
 from flows.pipeline import PipelineParams, pipeline_flow
-from flows.train import TrainOutcome
+from flows.train_params import TrainOutcome
 from tasks.augment import AugmentConfig
 from tasks.classifier_config import ClassifierConfig
 from tasks.recognize import Recognizer
