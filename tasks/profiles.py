@@ -62,6 +62,7 @@ PROFILES: dict[str, TrainConfig] = {
         overrides={"lr0": 0.002},
         classifier=_CPU_CLASSIFIER,
         # Measured on the export as it is (Roboflow augmented its train split ×3 already).
+        # Our ×3 copies on top (with a 160-px classifier) scored lower on valid: TRIALS.md #25.
         augment_copies=0,
     ),
     # Vertex AI GPU: pretrained weights, the full recipe.
