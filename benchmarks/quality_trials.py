@@ -44,6 +44,8 @@ def _train_cls(crops: Path, args: argparse.Namespace, out: Path) -> tuple[Path, 
 
     model = YOLO(args.model or "yolo11n-cls.yaml")
     extra = {"dropout": args.dropout} | ({"scale": args.scale} if args.scale is not None else {})
+    if args.weight_decay is not None:
+        extra["weight_decay"] = args.weight_decay
     model.train(
         data=str(crops), imgsz=args.imgsz, epochs=1000, time=args.minutes / 60, batch=args.batch,
         optimizer=args.optimizer, lr0=args.lr0, workers=2, project=str(out), name="cls",
@@ -164,6 +166,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="classifier: crops and training")
     parser.add_argument("--dropout", type=float, default=0.0, help="classifier: head dropout")
     parser.add_argument("--scale", type=float, help="classifier: random-crop scale (0.5)")
+    parser.add_argument(
+        "--weight-decay", type=float, help="classifier: weight decay (ultralytics' 0.0005)"
+    )
     parser.add_argument("--copies", type=int, default=1, help="classifier: crops per train box")
     parser.add_argument("--hand", help="compose: the hand trial's folder (holds weights/best.pt)")
     parser.add_argument("--pad", type=float, default=0.2, help="compose: crop margin")
@@ -214,6 +219,8 @@ def main() -> None:
         name += f"-dropout{args.dropout:g}"
     if args.scale is not None:
         name += f"-scale{args.scale:g}"
+    if args.weight_decay is not None:
+        name += f"-wd{args.weight_decay:g}"
     if args.model and args.kind == "classifier":
         name += f"-{Path(args.model).stem}"
     out = home / "trials" / name
@@ -237,6 +244,7 @@ def main() -> None:
         "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch, "jitter": args.jitter,
         "model": args.model, "copies": args.copies, "augment_copies": args.augment_copies,
         "dropout": args.dropout, "scale": args.scale, "seed": args.seed,
+        "weight_decay": args.weight_decay,
         "wall_s": round(time.time() - started), "weights": str(weights) if weights else None,
         **{k: round(v, 4) for k, v in scores.items()},
     }  # fmt: skip
