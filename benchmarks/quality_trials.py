@@ -43,9 +43,8 @@ def _train_cls(crops: Path, args: argparse.Namespace, out: Path) -> tuple[Path, 
     from ultralytics import YOLO
 
     model = YOLO(args.model or "yolo11n-cls.yaml")
-    extra = {"dropout": args.dropout} | ({"scale": args.scale} if args.scale is not None else {})
-    if args.weight_decay is not None:
-        extra["weight_decay"] = args.weight_decay
+    optional = {"scale": args.scale, "weight_decay": args.weight_decay}  # unset: ultralytics'
+    extra = {"dropout": args.dropout} | {k: v for k, v in optional.items() if v is not None}
     model.train(
         data=str(crops), imgsz=args.imgsz, epochs=1000, time=args.minutes / 60, batch=args.batch,
         optimizer=args.optimizer, lr0=args.lr0, workers=2, project=str(out), name="cls",
