@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tasks.profiles import PROFILES, get_profile
 from tasks.train import DONE_MARKER, TrainConfig, train
@@ -95,6 +96,31 @@ def _checkpoint_after_last_row(run_dir: Path) -> bool:
     return last.stat().st_mtime >= csv_path.stat().st_mtime
 
 
+def _checkpoint_matches_last_row(run_dir: Path) -> bool:
+    rows = _epochs_done(run_dir / "results.csv")
+    try:
+        checkpoint = torch.load(
+            run_dir / "weights" / "last.pt", map_location="cpu", weights_only=False
+        )
+    except Exception:  # caught mid-write: not a checkpoint yet
+        return False
+    return bool(rows) and checkpoint["epoch"] + 1 == rows[-1]  # ultralytics counts from 0
+
+
+def _kill_at_checkpoint(process: subprocess.Popen, run_dir: Path, deadline: float) -> None:
+    # A fixed pause before the kill raced a fast machine, where the next epoch's row landed
+    # first. Freeze the training, and kill it only while last.pt holds the newest row's epoch.
+    while True:
+        assert process.poll() is None, "training finished before it could be killed"
+        assert time.monotonic() < deadline, "no consistent checkpoint before the deadline"
+        os.killpg(process.pid, signal.SIGSTOP)
+        if _checkpoint_matches_last_row(run_dir):
+            os.killpg(process.pid, signal.SIGKILL)
+            return
+        os.killpg(process.pid, signal.SIGCONT)
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_from_last_checkpoint(subset_dataset: Path, tmp_path: Path):
     config = TrainConfig(
@@ -118,9 +144,7 @@ def test_killed_training_resumes_from_last_checkpoint(subset_dataset: Path, tmp_
             assert process.poll() is None, "training ended before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint after 300 s"
             time.sleep(0.2)
-        time.sleep(1.0)  # let last.pt be written out; the next epoch takes longer than this
-        assert process.poll() is None, "training finished before it could be killed"
-        os.killpg(process.pid, signal.SIGKILL)
+        _kill_at_checkpoint(process, run_dir, deadline)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
