@@ -26,6 +26,18 @@ def test_slim_hand_detector_builds_as_one_class_yolo11_with_a_third_of_the_weigh
     assert _parameters(path) < _parameters("yolo11n.yaml") / 3
 
 
+def test_p45_hand_detector_predicts_from_strides_16_and_32_only(tmp_path):
+    from ultralytics import YOLO
+
+    path = architectures.resolve("yolo11-hand-p45.yaml", tmp_path)
+    model = YOLO(path)
+    head = model.model.model[-1]
+    assert type(head).__name__ == "Detect" and head.nc == 1 and head.nl == 2
+    assert [int(s) for s in model.model.stride] == [16, 32]
+    slim = architectures.resolve("yolo11-hand-slim.yaml", tmp_path)
+    assert _parameters(path) < _parameters(slim)
+
+
 def test_other_names_reach_ultralytics_unchanged():
     for name in ("yolo11n.yaml", "yolo11n.pt", "/somewhere/yolo11-hand-slim.yaml", "nope.yaml"):
         assert architectures.resolve(name) == name
