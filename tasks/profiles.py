@@ -5,8 +5,9 @@ from __future__ import annotations
 from tasks.classifier_config import ClassifierConfig
 from tasks.train import TrainConfig
 
-# The hand detector of the two-stage recipes (tasks/architectures/).
-_HAND_DETECTOR = "yolo11-hand-slim.yaml"
+# The hand detector of the two-stage recipes (tasks/architectures/): the slim detector without
+# its stride-8 branch, since the one hand in a frame is never small (benchmarks/TRIALS.md #37).
+_HAND_DETECTOR = "yolo11-hand-p45.yaml"
 # The letter classifier of the `cpu` recipe (an ensemble member would differ in seed and budget).
 _CPU_CLASSIFIER = ClassifierConfig(
     imgsz=128, epochs=1000, time_hours=100 / 60, batch=32, optimizer="AdamW", lr0=0.002, jitter=0.15
@@ -44,8 +45,9 @@ PROFILES: dict[str, TrainConfig] = {
     # a one-class hand detector and, side by side with it, a letter classifier on jittered
     # hand crops (100 min). Ultralytics trains on one thread on a 2-core CPU, so the two
     # stages together use both cores, and the detector's 45 minutes end well inside the
-    # classifier's 100. The detector is YOLO11 at half of n's width: the same top-1 on valid
-    # as YOLO11n with a third of its compute, so the whole recognizer takes 9-11 ms, not 13-14.
+    # classifier's 100. The detector is YOLO11 at half of n's width with no stride-8 head: a
+    # fifth of YOLO11n's compute, and 60 epochs in its 45 minutes (40 with that head kept).
+    # Trained in full (2026-12-03): valid top-1 0.84, test 0.78, test mAP50 0.88.
     # AdamW is explicit: with a time budget, optimizer=auto picks MuSGD, which costs ~13x
     # more per step on a CPU. Two more classifiers averaged with it (extra_classifiers,
     # 2 x 45 min after the detector) were tried in full: mAP50 +3 to +5 points, top-1 no
