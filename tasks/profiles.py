@@ -6,7 +6,7 @@ from tasks.classifier_config import ClassifierConfig
 from tasks.train import TrainConfig
 
 # The hand detector of the two-stage recipes (tasks/architectures/): the slim detector without
-# its stride-8 branch, since the one hand in a frame is never small (benchmarks/TRIALS.md #37).
+# its stride-8 branch: in these photos the hand fills much of the frame (TRIALS.md #37, #38).
 _HAND_DETECTOR = "yolo11-hand-p45.yaml"
 # The letter classifier of the `cpu` recipe (an ensemble member would differ in seed and budget).
 _CPU_CLASSIFIER = ClassifierConfig(
