@@ -19,6 +19,12 @@ SHARED_DATASET := $(abspath ../shared/datasets/asl-letters)
 ifneq ($(wildcard $(SHARED_DATASET)/data.yaml),)
 export FINGERSPELL_DATASET ?= $(SHARED_DATASET)
 endif
+# Pretrained weights beside the checkout stand in for downloads (an offline machine trains
+# exactly what an online one does); without them they are downloaded by name.
+SHARED_WEIGHTS := $(abspath ../shared/weights)
+ifneq ($(wildcard $(SHARED_WEIGHTS)/*.pt),)
+export FINGERSPELL_WEIGHTS_DIR ?= $(SHARED_WEIGHTS)
+endif
 
 .PHONY: setup demo app test lint format bench serve clean
 

@@ -42,13 +42,19 @@ EXPERIMENT = "fingerspell-trials"
 def _train_cls(crops: Path, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, float]]:
     from ultralytics import YOLO
 
-    model = YOLO(args.model or "yolo11n-cls.yaml")
+    from tasks import architectures
+    from tasks.weights import resolve_weights, transfer
+
+    model = YOLO(architectures.resolve(args.model or "yolo11n-cls.yaml"))
+    start = resolve_weights(args.weights, _weights_dir(), out / "pretrained")
+    transfer(model, start)
     optional = {"scale": args.scale, "weight_decay": args.weight_decay}  # unset: ultralytics'
     extra = {"dropout": args.dropout} | {k: v for k, v in optional.items() if v is not None}
     model.train(
         data=str(crops), imgsz=args.imgsz, epochs=1000, time=args.minutes / 60, batch=args.batch,
         optimizer=args.optimizer, lr0=args.lr0, workers=2, project=str(out), name="cls",
-        exist_ok=True, plots=False, verbose=False, pretrained=False, amp=False, seed=args.seed,
+        exist_ok=True, plots=False, verbose=False, pretrained=start.pretrained, amp=False,
+        seed=args.seed,
         **extra,
     )  # fmt: skip
     best = out / "cls" / "weights" / "best.pt"
@@ -67,11 +73,11 @@ def _train_det(dataset: Any, args: argparse.Namespace, out: Path, one_class: boo
 
     overrides: dict[str, Any] = {"lr0": args.lr0} | ({"single_cls": True} if one_class else {})
     config = TrainConfig(
-        model=args.model or "yolo11n.yaml", imgsz=args.imgsz, epochs=1000,
+        model=args.model or "yolo11n.yaml", weights=args.weights, imgsz=args.imgsz, epochs=1000,
         time_hours=args.minutes / 60,
         batch=args.batch, patience=0, workers=2, optimizer=args.optimizer, overrides=overrides,
     )  # fmt: skip
-    result = train(dataset.data_yaml, dataset.id, config, out / "runs")
+    result = train(dataset.data_yaml, dataset.id, config, out / "runs", weights_dir=_weights_dir())
     scores: dict[str, float] = {"epochs": float(result.epochs_completed)}
     if one_class:
         from ultralytics import YOLO
@@ -87,6 +93,11 @@ def _train_det(dataset: Any, args: argparse.Namespace, out: Path, one_class: boo
         report = evaluate(result.best, dataset.data_yaml, split, out / "eval", args.imgsz)
         scores |= {f"{split}_map50": report.map50, f"{split}_top1": report.top1_accuracy}
     return result.best, scores
+
+
+def _weights_dir() -> Path | None:
+    folder = os.environ.get("FINGERSPELL_WEIGHTS_DIR")
+    return Path(folder) if folder else None
 
 
 def _compose(dataset: Any, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, float]]:
@@ -162,6 +173,9 @@ def main() -> None:
         "--augment-copies", type=int, default=0,
         help="our Albumentations copies per train photo, added before crops are cut",
     )  # fmt: skip
+    parser.add_argument(
+        "--weights", help="pretrained weights (yolov5nu.pt; FINGERSPELL_WEIGHTS_DIR first)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="classifier: crops and training")
     parser.add_argument("--dropout", type=float, default=0.0, help="classifier: head dropout")
     parser.add_argument("--scale", type=float, help="classifier: random-crop scale (0.5)")
@@ -220,8 +234,10 @@ def main() -> None:
         name += f"-scale{args.scale:g}"
     if args.weight_decay is not None:
         name += f"-wd{args.weight_decay:g}"
-    if args.model and args.kind == "classifier":
+    if args.model and args.kind in ("classifier", "hand", "detector"):
         name += f"-{Path(args.model).stem}"
+    if args.weights:
+        name += "-pretrained"
     out = home / "trials" / name
     started = time.time()
     if args.kind == "classifier":
@@ -243,7 +259,7 @@ def main() -> None:
         "optimizer": args.optimizer, "lr0": args.lr0, "batch": args.batch, "jitter": args.jitter,
         "model": args.model, "copies": args.copies, "augment_copies": args.augment_copies,
         "dropout": args.dropout, "scale": args.scale, "seed": args.seed,
-        "weight_decay": args.weight_decay,
+        "weight_decay": args.weight_decay, "pretrained": args.weights,
         "wall_s": round(time.time() - started), "weights": str(weights) if weights else None,
         **{k: round(v, 4) for k, v in scores.items()},
     }  # fmt: skip

@@ -126,7 +126,12 @@ def log_training(client: MlflowClient, run_id: str, result: TrainResult) -> None
         "train_images_per_second": result.images_per_second,
     }.items():
         client.log_metric(run_id, key, float(value))
+    if result.transferred is not None:
+        client.log_metric(run_id, "pretrained_tensors_transferred", result.transferred[0])
     client.set_tag(run_id, "resumed", str(result.resumed))
+    # Tags, not params: a resumed training logs them again, and params are immutable.
+    for key, value in result.started_from.record().items():
+        client.set_tag(run_id, f"started_from.{key}", value)
 
 
 def log_report(client: MlflowClient, run_id: str, report: EvalReport) -> None:

@@ -38,10 +38,17 @@ from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, extra_classifiers, is_
 
 @task(cache_policy=NO_CACHE, retries=1)
 def train_task(
-    dataset: DatasetRef, config: TrainConfig, runs_dir: Path, run_id: str
+    dataset: DatasetRef,
+    config: TrainConfig,
+    runs_dir: Path,
+    run_id: str,
+    weights_dir: Path | None = None,
 ) -> TrainResult:
     """Train, resuming an interrupted run of the same dataset and recipe."""
-    return train(dataset.data_yaml, dataset.id, config, runs_dir, mlflow_run_id=run_id)
+    return train(
+        dataset.data_yaml, dataset.id, config, runs_dir, mlflow_run_id=run_id,
+        weights_dir=weights_dir,
+    )  # fmt: skip
 
 
 @task(cache_policy=NO_CACHE, retries=1)
@@ -52,6 +59,7 @@ def classifier_task(
     device: str,
     run_id: str,
     tracking_uri: str,
+    weights_dir: Path | None = None,
 ) -> TrainResult:
     """Train the letter classifier of a two-stage recipe on the dataset's hand crops.
 
@@ -70,6 +78,7 @@ def classifier_task(
             resolve_device(device),
             run_id,
             tracking_uri,
+            weights_dir,
         )
         return job.result()
 
@@ -133,9 +142,12 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             )
             # The classifier needs only the labels, so it trains beside the detector.
             letters_future = classifier_task.submit(
-                dataset, stage2, runs_dir, config.device, cls_run, settings.tracking_uri
-            )
-        result = train_task(dataset, config, runs_dir, train_run)
+                dataset, stage2, runs_dir, config.device, cls_run, settings.tracking_uri,
+                settings.weights_dir,
+            )  # fmt: skip
+        result = train_task(dataset, config, runs_dir, train_run, settings.weights_dir)
+        logger.info("detector started from %s", result.started_from.describe())
+        started_from = {"detector": result.started_from}
         mlflow_runs.log_training(client, train_run, result)
         # Ensemble members train one after another once the detector has freed its core.
         members: list[tuple[ClassifierConfig, str, PrefectFuture[TrainResult]]] = []
@@ -150,7 +162,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             )
             future = classifier_task.submit(
                 dataset, member, runs_dir, config.device, member_run, settings.tracking_uri,
-                wait_for=[members[-1][2]] if members else None,
+                settings.weights_dir, wait_for=[members[-1][2]] if members else None,
             )  # fmt: skip
             members.append((member, member_run, future))
         onnx = export_onnx(result.best, config.imgsz, result.run_dir / "export")
@@ -158,6 +170,8 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
         if stage2 is not None and letters_future is not None:
             letters = letters_future.result()
             mlflow_runs.log_training(client, cls_run, letters)
+            logger.info("letter classifier started from %s", letters.started_from.describe())
+            started_from["classifier"] = letters.started_from
             cls_onnx = export_onnx(letters.best, stage2.imgsz, letters.run_dir / "export")
             member_onnx = []
             for member, member_run, future in members:
@@ -211,6 +225,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 "profile": params.profile,
                 "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "metrics": metrics,
+                "started_from": {stage: w.record() for stage, w in started_from.items()},
                 **(json.loads((two_stage / "metadata.json").read_text()) if two_stage else {}),
             },
             int8=int8,
@@ -224,6 +239,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 "profile": params.profile,
                 "train_run_id": train_run,
                 "evaluate_run_id": eval_run,
+                **{f"started_from.{stage}": w.describe() for stage, w in started_from.items()},
                 **{f"metric.{k}": str(v) for k, v in metrics.items()},
             },
         )

@@ -16,7 +16,16 @@ class ClassifierConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: str = Field(default="yolo11n-cls.yaml", description="Ultralytics -cls model or yaml.")
+    model: str = Field(
+        default="yolov5n-cls.yaml",
+        description="Architecture: an ultralytics -cls yaml or a file of tasks/architectures/ "
+        "(yolov5n-cls.yaml: the YOLOv5n backbone, so yolov5nu.pt's COCO weights load into it).",
+    )
+    weights: str | None = Field(
+        default=None,
+        description="Pretrained weights (as TrainConfig.weights): the backbone's tensors load by "
+        "name and shape, the head starts fresh. None: from scratch.",
+    )
     imgsz: int = Field(default=128, ge=32, le=640, description="Crop side in pixels.")
     epochs: int = Field(default=100, ge=1, description="Maximum epochs.")
     time_hours: float | None = Field(
@@ -43,12 +52,15 @@ class ClassifierConfig(BaseModel):
     seed: int = Field(default=0, description="Random seed (crops and training).")
     workers: int = Field(default=2, ge=0, description="Dataloader worker processes.")
 
-    def key(self, dataset_id: str) -> str:
-        """A stable id for (dataset, recipe), as :meth:`tasks.train.TrainConfig.key`."""
+    def key(self, dataset_id: str, weights_sha256: str | None = None) -> str:
+        """A stable id for (dataset, recipe, starting weights), as
+        :meth:`tasks.train.TrainConfig.key`."""
         # mirror changes only how the trained classifier is run, not what is trained.
         recipe = self.model_dump(mode="json", exclude={"workers", "mirror"})
         if shipped := architectures.fingerprint(self.model):
             recipe["architecture"] = shipped
+        if weights_sha256:
+            recipe["weights_sha256"] = weights_sha256
         digest = hashlib.sha256(json.dumps([dataset_id, "cls", recipe], sort_keys=True).encode())
         return digest.hexdigest()[:16]
 

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="Dataset source: a local export folder, a .zip, or "
         "roboflow:<workspace>/<project>/<version>.",
     )
+    weights_dir: Path | None = Field(
+        default=None,
+        description="Folder searched first for the pretrained weights a recipe names "
+        "(an offline machine keeps its copies here); then they are downloaded.",
+    )
     roboflow_api_key: SecretStr | None = Field(
         default=None,
         description="Roboflow key; ROBOFLOW_API_KEY is read too. Never logged.",

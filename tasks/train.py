@@ -25,6 +25,7 @@ from tasks.train_support import (
     throughput,
     usable_checkpoint,
 )
+from tasks.weights import PRETRAINED_CACHE, StartingWeights, resolve_weights, transfer
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,15 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field(
-        default="yolo11n.pt",
-        description="Ultralytics weights or model yaml: yolo11n.pt is pretrained (needs internet); "
-        "yolo11n.yaml trains from scratch; a file of tasks/architectures/ "
-        "(yolo11-hand-slim.yaml) is this project's own.",
+        default="yolov5n.yaml",
+        description="Architecture: an ultralytics model yaml (yolov5n.yaml) or a file of "
+        "tasks/architectures/ (yolo11-hand-p45.yaml); a .pt here is loaded whole.",
+    )
+    weights: str | None = Field(
+        default=None,
+        description="Pretrained weights to start from: an ultralytics name (downloaded when "
+        "online), a local path or an http(s) URL; FINGERSPELL_WEIGHTS_DIR is searched first. "
+        "None (or unavailable): from scratch.",
     )
     imgsz: int = Field(default=640, ge=64, le=1280, description="Training image size (pixels).")
     epochs: int = Field(default=100, ge=1, description="Maximum epochs.")
@@ -95,8 +101,9 @@ class TrainConfig(BaseModel):
                 raise ValueError("every classifier of an ensemble needs the same pad and mirror")
         return self
 
-    def key(self, dataset_id: str) -> str:
-        """A stable id for (dataset, recipe): a retried training finds its own checkpoint."""
+    def key(self, dataset_id: str, weights_sha256: str | None = None) -> str:
+        """A stable id for (dataset, recipe, starting weights): a retried training finds its
+        own checkpoint."""
         # The classifier trains separately (its own key); the detector's run is unaffected.
         # The data side (augment_copies) is already in the dataset id.
         recipe = self.model_dump(
@@ -107,6 +114,8 @@ class TrainConfig(BaseModel):
             recipe["single_cls"] = True
         if shipped := architectures.fingerprint(self.model):
             recipe["architecture"] = shipped
+        if weights_sha256:
+            recipe["weights_sha256"] = weights_sha256
         digest = hashlib.sha256(json.dumps([dataset_id, recipe], sort_keys=True).encode())
         return digest.hexdigest()[:16]
 
@@ -146,6 +155,13 @@ class TrainResult(BaseModel):
     train_seconds: float
     images_per_second: float
     metrics: dict[str, float] = Field(default_factory=dict)
+    started_from: StartingWeights = Field(
+        default_factory=lambda: StartingWeights(requested=None),
+        description="The pretrained weights the training started from.",
+    )
+    transferred: tuple[int, int] | None = Field(
+        default=None, description="(tensors loaded from those weights, tensors in the model)."
+    )
 
 
 def resolve_device(device: str) -> str:
@@ -163,6 +179,7 @@ def train(
     config: TrainConfig,
     runs_dir: Path,
     mlflow_run_id: str | None = None,
+    weights_dir: Path | None = None,
 ) -> TrainResult:
     """Train (or resume, or reuse) a detector for one dataset and recipe.
 
@@ -175,6 +192,7 @@ def train(
         config: The training recipe.
         runs_dir: Where run folders live.
         mlflow_run_id: If given, params and per-epoch metrics are logged to this run.
+        weights_dir: Searched first for ``config.weights`` (see :mod:`tasks.weights`).
 
     Returns:
         Paths of the weights and a summary of the training.
@@ -182,7 +200,8 @@ def train(
     quiet_ultralytics()
     from ultralytics import YOLO
 
-    run_dir = runs_dir / config.key(dataset_id)
+    start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
+    run_dir = runs_dir / config.key(dataset_id, start.sha256)
     weights = run_dir / "weights"
     done = run_dir / DONE_MARKER
     if done.exists() and (weights / "best.pt").exists():
@@ -192,11 +211,12 @@ def train(
     resumed = usable_checkpoint(weights / "last.pt")
     if resumed:
         log.info("resuming interrupted training from %s", weights / "last.pt")
-        model = YOLO(str(weights / "last.pt"))
+        model, transferred = YOLO(str(weights / "last.pt")), None
         kwargs: dict[str, Any] = {"resume": True, "data": str(data_yaml)}
         kwargs.update({k: v for k, v in config.ultralytics_args().items() if k in ("workers",)})
     else:
         model = YOLO(architectures.resolve(config.model))
+        transferred = transfer(model, start)
         kwargs = {
             **config.ultralytics_args(),
             "data": str(data_yaml),
@@ -222,6 +242,8 @@ def train(
         train_seconds=seconds,
         images_per_second=rate * config.fraction,
         metrics=clean_metrics(getattr(trainer, "metrics", None) or {}),
+        started_from=start,
+        transferred=transferred.count if transferred else None,
     )
     write_atomic(done, result.model_dump_json(indent=2))
     return result

@@ -2,7 +2,8 @@
 
 The crops come from :func:`tasks.hand_crops.build_crop_dataset` (train boxes jittered so the
 classifier learns to read the slightly-off boxes a detector draws), and the model is an
-ultralytics ``-cls`` network trained from scratch. Like :func:`tasks.train.train`, a finished
+ultralytics ``-cls`` network, started from pretrained weights where a recipe names them and
+they can be had (:mod:`tasks.weights`). Like :func:`tasks.train.train`, a finished
 training of the same dataset and recipe is reused, and an interrupted one resumes.
 """
 
@@ -19,6 +20,7 @@ from tasks.files import write_atomic
 from tasks.hand_crops import build_crop_dataset
 from tasks.train import TrainResult
 from tasks.train_support import MlflowLogger, quiet_ultralytics, throughput, usable_checkpoint
+from tasks.weights import PRETRAINED_CACHE, resolve_weights, transfer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ def train_classifier(
     device: str = "cpu",
     mlflow_run_id: str | None = None,
     tracking_uri: str | None = None,
+    weights_dir: Path | None = None,
 ) -> TrainResult:
     """Cut hand crops from a YOLO dataset and train (or resume, or reuse) the classifier.
 
@@ -44,6 +47,7 @@ def train_classifier(
         device: Torch device.
         mlflow_run_id: If given, params and per-epoch metrics are logged to this run.
         tracking_uri: The MLflow server of that run (needed in a fresh process).
+        weights_dir: Searched first for ``config.weights`` (see :mod:`tasks.weights`).
 
     Returns:
         The weights and a summary of the training; ``metrics`` holds the valid top-1.
@@ -63,7 +67,8 @@ def train_classifier(
             train_copies=config.train_copies,
             seed=config.seed,
         )
-    run_dir = runs_dir / config.key(dataset_id)
+    start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
+    run_dir = runs_dir / config.key(dataset_id, start.sha256)
     weights, done = run_dir / "weights", run_dir / DONE_MARKER
     if done.exists() and (weights / "best.pt").exists():
         log.info("classifier %s already trained; reusing it", run_dir.name)
@@ -71,10 +76,11 @@ def train_classifier(
 
     resumed = usable_checkpoint(weights / "last.pt")
     if resumed:
-        model = YOLO(str(weights / "last.pt"))
+        model, transferred = YOLO(str(weights / "last.pt")), None
         kwargs: dict[str, Any] = {"resume": True, "data": str(crops), "workers": config.workers}
     else:
         model = YOLO(architectures.resolve(config.model))
+        transferred = transfer(model, start)
         kwargs = {
             "data": str(crops),
             "imgsz": config.imgsz,
@@ -87,7 +93,8 @@ def train_classifier(
             "deterministic": True,
             "device": device,
             "workers": config.workers,
-            "pretrained": False,
+            # False makes ultralytics re-initialise every layer, loaded ones too.
+            "pretrained": start.pretrained,
             "amp": False,
             "project": str(runs_dir),
             "name": run_dir.name,
@@ -114,6 +121,8 @@ def train_classifier(
         train_seconds=seconds or time.time() - started,
         images_per_second=rate * config.fraction,
         metrics={"valid_crop_top1": top1} if top1 == top1 else {},
+        started_from=start,
+        transferred=transferred.count if transferred else None,
     )
     write_atomic(done, result.model_dump_json(indent=2))
     return result

@@ -27,6 +27,10 @@ os.environ.setdefault(
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "asl-letters"
+DEFAULT_WEIGHTS = REPO.parent / "shared" / "weights"
+PRETRAINED_FILE = "yolov5n-coco-backbone.pt"
+if (DEFAULT_WEIGHTS / PRETRAINED_FILE).is_file():  # as the Makefile and .ci/run do
+    os.environ.setdefault("FINGERSPELL_WEIGHTS_DIR", str(DEFAULT_WEIGHTS))
 
 
 def _shared_dataset_path() -> Path | None:
@@ -44,6 +48,18 @@ def shared_dataset() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """The folder of pretrained weights that stand in for downloads (``../shared/weights``)."""
+    folder = Path(os.environ.get("FINGERSPELL_WEIGHTS_DIR", DEFAULT_WEIGHTS))
+    if not (folder / PRETRAINED_FILE).is_file():
+        message = f"no {PRETRAINED_FILE} in {folder}: set FINGERSPELL_WEIGHTS_DIR"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
 
 
 def copy_subset(source: Path, target: Path, per_class: dict[str, int]) -> Path:
@@ -176,7 +192,7 @@ def two_stage_model(subset_dataset: Path, tmp_path_factory: pytest.TempPathFacto
     lines = [line for line in text.splitlines() if not line.startswith("path:")]
     data = root / "data.yaml"
     data.write_text(f"path: {subset_dataset}\n" + "\n".join(lines) + "\n")
-    stage2 = ClassifierConfig(imgsz=64, epochs=2, batch=16, workers=0)
+    stage2 = ClassifierConfig(model="yolo11n-cls.yaml", imgsz=64, epochs=2, batch=16, workers=0)
     config = TrainConfig(
         model="yolo11n.yaml", imgsz=160, epochs=2, batch=16, patience=0, workers=0,
         optimizer="AdamW", overrides={"val": False, "warmup_epochs": 0}, classifier=stage2,

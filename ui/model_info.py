@@ -60,6 +60,8 @@ class ModelDetails:
     run_id: str | None
     evaluate_run_id: str | None
     metrics: dict[str, float] = field(default_factory=dict)
+    # Stage ("detector", "classifier") → the weights it started from, or "scratch (why)".
+    started_from: dict[str, str] = field(default_factory=dict)
 
     @property
     def uri(self) -> str:
@@ -173,6 +175,7 @@ def resolve(client: Any, version: str | None = None, name: str = MODEL_NAME) -> 
         run_id=mv.run_id,
         evaluate_run_id=tags.get("evaluate_run_id"),
         metrics={k[7:]: float(v) for k, v in tags.items() if k.startswith("metric.")},
+        started_from={k[13:]: v for k, v in tags.items() if k.startswith("started_from.")},
     )
 
 

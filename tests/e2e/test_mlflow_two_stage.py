@@ -8,6 +8,8 @@ recognizer that reads letters.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import mlflow
@@ -20,9 +22,11 @@ from flows.pipeline import PipelineParams, pipeline_flow
 from flows.train_params import TrainOutcome
 from tasks.augment import AugmentConfig
 from tasks.classifier_config import ClassifierConfig
+from tasks.profiles import PRETRAINED
 from tasks.recognize import Recognizer
 from tasks.records import LETTERS
 from tasks.registry import CHAMPION, MODEL_NAME
+from tasks.settings import get_settings
 from tasks.train import TrainConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,20 +36,61 @@ CLASSIFIER_EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
-def outcome(env: dict, subset_dataset: Path) -> TrainOutcome:
+def outcome(env: dict, subset_dataset: Path, shared_weights: Path) -> TrainOutcome:
+    # The detector and the first classifier start from the shared weights, as `cpu` does; the
+    # ensemble member from scratch (the fallback the app reports too).
     recipe = TrainConfig(
-        model="yolo11n.yaml", imgsz=160, epochs=1, batch=16, patience=0, workers=0,
-        optimizer="AdamW", overrides={"val": False},
-        classifier=ClassifierConfig(imgsz=64, epochs=CLASSIFIER_EPOCHS, batch=16, workers=0),
-        extra_classifiers=(ClassifierConfig(imgsz=64, epochs=1, batch=16, workers=0, seed=1),),
+        model="yolov5n.yaml", weights=PRETRAINED, imgsz=160, epochs=1, batch=16, patience=0,
+        workers=0, optimizer="AdamW", overrides={"val": False},
+        classifier=ClassifierConfig(
+            model="yolov5n-cls.yaml", weights=PRETRAINED, imgsz=64, epochs=CLASSIFIER_EPOCHS,
+            batch=16, workers=0,
+        ),
+        extra_classifiers=(
+            ClassifierConfig(
+                model="yolo11n-cls.yaml", imgsz=64, epochs=1, batch=16, workers=0, seed=1
+            ),
+        ),
     )  # fmt: skip
-    return pipeline_flow(
-        PipelineParams(
-            profile="smoke",
-            data=DataParams(source=str(subset_dataset), augment=AugmentConfig(copies=0)),
-            train=recipe,
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FINGERSPELL_WEIGHTS_DIR", str(shared_weights))
+        get_settings.cache_clear()
+        return pipeline_flow(
+            PipelineParams(
+                profile="smoke",
+                data=DataParams(source=str(subset_dataset), augment=AugmentConfig(copies=0)),
+                train=recipe,
+            )
+        )
+
+
+def test_mlflow_two_stage_records_the_weights_each_stage_started_from(
+    outcome: TrainOutcome, env: dict, shared_weights: Path, tmp_path: Path
+):
+    sha = hashlib.sha256((shared_weights / "yolov5n-coco-backbone.pt").read_bytes()).hexdigest()
+    client = MlflowClient(env["uri"])
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    by_name = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    detector, letters = by_name["train"].data, by_name["train-classifier"].data
+    assert detector.tags["started_from.sha256"] == sha == letters.tags["started_from.sha256"]
+    assert detector.tags["started_from.requested"] == PRETRAINED
+    # The one-class head cannot take COCO's 80-class layers; the classifier takes its backbone.
+    assert 400 < detector.metrics["pretrained_tensors_transferred"] < 427
+    assert letters.metrics["pretrained_tensors_transferred"] == 198
+    member = by_name["train-classifier-1"].data
+    assert member.tags["started_from.name"] == "scratch"
+    assert "pretrained_tensors_transferred" not in member.metrics
+    version = client.get_model_version(MODEL_NAME, outcome.model.version)
+    assert version.tags["started_from.detector"].startswith("yolov5n-coco-backbone.pt (sha256")
+    assert version.tags["started_from.classifier"].startswith("yolov5n-coco-backbone.pt")
+    folder = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{MODEL_NAME}/{outcome.model.version}", dst_path=tmp_path
         )
     )
+    metadata = json.loads(next(folder.rglob("metadata.json")).read_text())
+    assert metadata["started_from"]["detector"]["sha256"] == sha
+    assert metadata["started_from"]["classifier"]["origin"] == "weights_dir"
 
 
 def test_mlflow_two_stage_runs_are_siblings_and_the_classifier_logs_from_its_process(

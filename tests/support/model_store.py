@@ -32,6 +32,7 @@ def register_model(
     imgsz: int = 320,
     alias: str | None = CHAMPION,
     int8: Path | None = None,
+    started_from: str = "scratch (the recipe names no pretrained weights)",
 ) -> ModelVersion:
     """Log ``weights`` + ``onnx`` as a new ``asl-detector`` version, with evaluation artifacts.
 
@@ -47,6 +48,7 @@ def register_model(
         alias: Alias to give the version (None: none).
         int8: An int8 variant of ``onnx`` to ship with it, as the training flow does when the
             variant passes its test.
+        started_from: What the detector started from, as the flow tags it.
 
     Returns:
         The registered version.
@@ -89,6 +91,7 @@ def register_model(
             "profile": "smoke",
             "train_run_id": train_run,
             "evaluate_run_id": eval_run,
+            "started_from.detector": started_from,
             **{f"metric.{k}": str(v) for k, v in metrics.items()},
         },
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.profiles import PROFILES, get_profile
+from tasks.profiles import PRETRAINED, PROFILES, get_profile
 from tasks.train import DONE_MARKER, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,11 +28,34 @@ def _data_yaml(dataset: Path, tmp_path: Path) -> Path:
 
 
 def test_profiles_are_valid_recipes_and_unknown_is_clear():
-    assert {"smoke", "demo", "cpu", "gpu"} <= set(PROFILES)
-    assert PROFILES["gpu"].model == "yolo11n.pt" and PROFILES["gpu"].imgsz == 640
-    assert PROFILES["cpu"].model.endswith(".yaml"), "cpu must train without downloads"
+    assert {"smoke", "demo", "cpu", "gpu", "scratch"} <= set(PROFILES)
+    # Architectures are yaml files; the weights they start from are a separate input.
+    assert all(p.model.endswith(".yaml") for p in PROFILES.values())
     with pytest.raises(ValueError, match="smoke"):
         get_profile("nope")
+
+
+def test_every_stage_starts_from_the_same_pretrained_family_except_scratch():
+    for name in ("smoke", "demo", "cpu", "gpu"):
+        recipe = PROFILES[name]
+        assert recipe.weights == PRETRAINED, name
+        assert recipe.classifier is None or recipe.classifier.weights == PRETRAINED, name
+    cpu, gpu = PROFILES["cpu"], PROFILES["gpu"]
+    assert (gpu.model, gpu.classifier.model) == (cpu.model, cpu.classifier.model)
+    assert gpu.time_hours is None and gpu.epochs >= 100, "a GPU trains by epochs"
+    scratch = PROFILES["scratch"]
+    assert scratch.weights is None and scratch.classifier.weights is None
+
+
+def test_demo_is_the_cpu_recipe_within_ten_minutes():
+    demo, cpu = PROFILES["demo"], PROFILES["cpu"]
+    # The stages train side by side, so the longer one is the training's wall time.
+    assert max(demo.time_hours, demo.classifier.time_hours) * 60 <= 10
+    budgets = {"time_hours"}
+    assert demo.model_dump(exclude=budgets | {"classifier"}) == cpu.model_dump(
+        exclude=budgets | {"classifier"}
+    )
+    assert demo.classifier.model_dump(exclude=budgets) == cpu.classifier.model_dump(exclude=budgets)
 
 
 def test_cpu_profile_trains_within_two_hours_on_two_cores():
@@ -49,6 +72,8 @@ def test_recipe_key_ignores_placement_but_not_recipe():
     assert base.key("d1") == base.model_copy(update={"workers": 7, "device": "cpu"}).key("d1")
     assert base.key("d1") != base.key("d2")
     assert base.key("d1") != base.model_copy(update={"epochs": 4}).key("d1")
+    # Other starting weights (another file behind the same name) make another run.
+    assert base.key("d1", "a" * 64) != base.key("d1", "b" * 64) != base.key("d1")
 
 
 def test_ensemble_members_need_a_classifier_cut_alike_and_leave_the_detector_key():

@@ -33,12 +33,14 @@ def test_cpu_profile_is_two_stage_within_two_hours():
     # The stages train side by side, one core each.
     assert max(cpu.time_hours, cpu.classifier.time_hours) <= 2.0
     assert cpu.ultralytics_args()["single_cls"] is True
-    assert "single_cls" not in PROFILES["gpu"].ultralytics_args()
+    assert "single_cls" not in PROFILES["smoke"].ultralytics_args()
 
 
 def test_a_finished_training_is_reused(two_stage_model: Path, subset_dataset: Path):
     runs = two_stage_model.parent / "runs"
-    config = ClassifierConfig(imgsz=64, epochs=2, batch=16, workers=0)  # as the fixture's
+    config = ClassifierConfig(  # as the fixture's
+        model="yolo11n-cls.yaml", imgsz=64, epochs=2, batch=16, workers=0
+    )
     run_dir = runs / config.key("subset")
     marker = (run_dir / DONE_MARKER).read_text()
     before = (run_dir / "weights" / "best.pt").stat().st_mtime_ns

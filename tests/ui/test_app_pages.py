@@ -147,6 +147,7 @@ def test_model_page_shows_version_metrics_plots_and_switches_version(app_env: st
     assert at.subheader[0].value == "Loaded: asl-detector v1 (champion)"
     shown = texts(at)
     assert "`smoke-subset`" in shown and "profile `smoke`" in shown
+    assert "**detector started from** scratch (the recipe names no pretrained weights)" in shown
     table = at.dataframe[0].value
     assert list(table.index) == ["test"]
     assert "top-1 accuracy" in table.columns and 0.0 <= table.loc["test", "top-1 accuracy"] <= 1

@@ -94,7 +94,8 @@ st.markdown(
     f"- **dataset** `{details.dataset_id or 'unknown'}`\n"
     f"- **trained** {trained} · profile `{details.profile or 'unknown'}`\n"
     f"- **runs** train `{details.run_id}` · evaluate `{details.evaluate_run_id}`\n"
-    f"- **recognizer** {recognizer.source.format} at "
+    + "".join(f"- **{stage} started from** {w}\n" for stage, w in details.started_from.items())
+    + f"- **recognizer** {recognizer.source.format} at "
     f"{recognizer.input_size[1]}×{recognizer.input_size[0]} px"
     + (_stages(recognizer.classifier) if recognizer.classifier is not None else "")
 )
