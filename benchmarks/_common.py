@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tasks.settings import QUIET_ENV
+from tasks.core.settings import QUIET_ENV
 
 for _key, _value in QUIET_ENV.items():  # what the caller set explicitly wins
     os.environ.setdefault(_key, _value)

@@ -53,7 +53,7 @@ def smoke_model(dataset: Path, work: Path) -> tuple[Path, Path]:
     """Weights and ONNX of a briefly trained YOLO11n (speed does not depend on quality)."""
     from inference import smoke_weights
 
-    from tasks.onnx_tools import export_onnx
+    from tasks.inference.export import export_onnx
 
     weights = smoke_weights(dataset, work)
     return weights, export_onnx(weights, 320, work / "export")
@@ -157,7 +157,7 @@ def register(dataset: Path, work: Path, store: str, args: argparse.Namespace) ->
     weights, onnx = (args.weights, args.onnx) if args.weights else smoke_model(dataset, work)
     int8 = None
     if not args.fp32:  # as the training flow ships it (calibrated on train images)
-        from tasks.onnx_tools import quantize_int8
+        from tasks.inference.export import quantize_int8
 
         calibration = sorted((dataset / "train" / "images").glob("*.jpg"))[::24]
         int8 = quantize_int8(onnx, calibration, work / "model.int8.onnx")

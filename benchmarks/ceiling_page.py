@@ -14,14 +14,14 @@ import time
 import numpy as np
 import streamlit as st
 
-from tasks.recognize import Recognition
+from tasks.inference.recognizer import Recognition
 from ui.frame_stats import FrameStats, processed_line
 from ui.video import FrameProcessor
 from ui.webcam import webcam
 
 
 class NoRecognizer:
-    """Stands in for :class:`tasks.recognize.Recognizer`: finds nothing, costs nothing."""
+    """Stands in for :class:`tasks.inference.recognizer.Recognizer`: finds nothing, free."""
 
     def recognize(self, image: np.ndarray, **_: object) -> Recognition:
         """No detections, no time spent."""

@@ -27,9 +27,9 @@ def main() -> None:
     os.environ["FINGERSPELL_HOME"] = str(home)
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
 
-    from tasks.augment import AugmentConfig, augment_dataset
-    from tasks.dataset import acquire
-    from tasks.validate import validate_dataset
+    from tasks.data.acquire import acquire
+    from tasks.data.augment import AugmentConfig, augment_dataset
+    from tasks.data.validate import validate_dataset
 
     config = AugmentConfig(copies=3)
     timings: dict[str, float] = {}

@@ -43,10 +43,10 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "fing
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tasks.hand_crops import square_crop  # noqa: E402
-from tasks.onnx_tools import export_onnx, quantize_int8  # noqa: E402
-from tasks.recognize import Recognizer  # noqa: E402
-from tasks.two_stage import assemble, crop_settings, extra_classifiers, is_two_stage  # noqa: E402
+from tasks.inference.bundle import assemble, crop_settings, extra_classifiers, is_two_stage  # noqa: E402
+from tasks.inference.export import export_onnx, quantize_int8  # noqa: E402
+from tasks.inference.recognizer import Recognizer  # noqa: E402
+from tasks.training.crops import square_crop  # noqa: E402
 
 VARIANTS = ("ultralytics_pt", "ultralytics_onnx", "recognizer_fp32", "recognizer_int8")
 TWO_STAGE = ("ultralytics_two_stage_pt", "two_stage_fp32", "two_stage_int8")
@@ -59,8 +59,8 @@ def smoke_weights(dataset: Path, work: Path) -> Path:
     Latency does not depend on how well a model is trained, so this stands in when no real
     weights are given.
     """
-    from tasks.dataset import acquire
-    from tasks.train import TrainConfig, train
+    from tasks.data.acquire import acquire
+    from tasks.training.detector import TrainConfig, train
 
     ref = acquire(str(dataset), work / "datasets")
     config = TrainConfig(

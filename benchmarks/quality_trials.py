@@ -42,8 +42,8 @@ EXPERIMENT = "fingerspell-trials"
 def _train_cls(crops: Path, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, float]]:
     from ultralytics import YOLO
 
-    from tasks import architectures
-    from tasks.weights import resolve_weights, transfer
+    from tasks.training import architectures
+    from tasks.training.weights import resolve_weights, transfer
 
     model = YOLO(architectures.resolve(args.model or "yolo11n-cls.yaml"))
     start = resolve_weights(args.weights, _weights_dir(), out / "pretrained")
@@ -68,8 +68,8 @@ def _train_cls(crops: Path, args: argparse.Namespace, out: Path) -> tuple[Path, 
 
 
 def _train_det(dataset: Any, args: argparse.Namespace, out: Path, one_class: bool):
-    from tasks.evaluate import evaluate
-    from tasks.train import TrainConfig, train
+    from tasks.evaluation.evaluate import evaluate
+    from tasks.training.detector import TrainConfig, train
 
     overrides: dict[str, Any] = {"lr0": args.lr0} | ({"single_cls": True} if one_class else {})
     config = TrainConfig(
@@ -102,9 +102,9 @@ def _weights_dir() -> Path | None:
 
 def _compose(dataset: Any, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, float]]:
     """Both stages as the train flow ships them: exported, assembled, run by the recognizer."""
-    from tasks.evaluate import evaluate
-    from tasks.onnx_tools import export_onnx
-    from tasks.two_stage import assemble
+    from tasks.evaluation.evaluate import evaluate
+    from tasks.inference.bundle import assemble
+    from tasks.inference.export import export_onnx
 
     hand = next(Path(args.hand).rglob("weights/best.pt"))
     detector = export_onnx(hand, args.hand_imgsz, out / "hand-export")
@@ -145,7 +145,7 @@ def _flip_agreement(model: Path, split_dir: Path) -> float:
     """
     import cv2
 
-    from tasks.recognize import Recognizer
+    from tasks.inference.recognizer import Recognizer
 
     recognizer = Recognizer.load(str(model))
     same = total = 0
@@ -202,16 +202,16 @@ def main() -> None:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(home / "ultralytics"))
     from ultralytics.utils import SETTINGS
 
-    from tasks.classifier_config import ClassifierConfig
-    from tasks.dataset import acquire
-    from tasks.hand_crops import build_crop_dataset
-    from tasks.settings import get_settings
+    from tasks.core.settings import get_settings
+    from tasks.data.acquire import acquire
+    from tasks.training.classifier_config import ClassifierConfig
+    from tasks.training.crops import build_crop_dataset
 
     SETTINGS.update(mlflow=False, sync=False)
     dataset = acquire(str(dataset_path()), home / "datasets")
     data_root, data_id = dataset.local_path, dataset.id
     if args.augment_copies:
-        from tasks.augment import AugmentConfig, augment_dataset, augmented_id
+        from tasks.data.augment import AugmentConfig, augment_dataset, augmented_id
 
         augment = AugmentConfig(copies=args.augment_copies)
         data_id = augmented_id(dataset.id, augment)

@@ -40,10 +40,10 @@ def main() -> None:
 
     from flows import mlflow_runs
     from flows.train import train_task
-    from tasks.dataset import acquire
-    from tasks.settings import get_settings
-    from tasks.train import TrainConfig
-    from tasks.train_support import count_train_images, throughput
+    from tasks.core.settings import get_settings
+    from tasks.data.acquire import acquire
+    from tasks.training.detector import TrainConfig
+    from tasks.training.ultralytics_hooks import count_train_images, throughput
 
     dataset = acquire(str(dataset_path()), home / "datasets")
     config = TrainConfig(

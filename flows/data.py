@@ -16,13 +16,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.augment import AugmentConfig, augment_dataset, augmented_id
-from tasks.dataset import acquire, parse_source
-from tasks.preview import preview_grid
-from tasks.records import SPLITS, DatasetRef
-from tasks.remote_source import fingerprint as remote_fingerprint
-from tasks.settings import ROBOFLOW_DEFAULT, get_settings, prepare_environment
-from tasks.validate import DatasetInvalid, validate_dataset
+from tasks.core.records import SPLITS, DatasetRef
+from tasks.core.settings import ROBOFLOW_DEFAULT, get_settings, prepare_environment
+from tasks.data.acquire import acquire, parse_source
+from tasks.data.augment import AugmentConfig, augment_dataset, augmented_id
+from tasks.data.preview import preview_grid
+from tasks.data.remote import fingerprint as remote_fingerprint
+from tasks.data.validate import DatasetInvalid, validate_dataset
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from tasks.eval_report import EvalReport
-from tasks.registry import configure_mlflow
-from tasks.settings import Settings
-from tasks.train import TrainResult
+from tasks.core.settings import Settings
+from tasks.evaluation.report import EvalReport
+from tasks.registry.models import configure_mlflow
+from tasks.training.detector import TrainResult
 
 # MLflow reads a tracking server's credentials from these variables. Jobs on Vertex AI get no
 # secrets in their plain environment: the flow fills them from Prefect Secret blocks instead.

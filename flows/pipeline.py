@@ -13,9 +13,9 @@ from flows import mlflow_runs
 from flows.data import DataParams, data_flow
 from flows.train import train_flow
 from flows.train_params import GateConfig, TrainOutcome, TrainParams
-from tasks.profiles import PROFILES, get_profile
-from tasks.settings import get_settings, prepare_environment
-from tasks.train import TrainConfig
+from tasks.core.settings import get_settings, prepare_environment
+from tasks.training.detector import TrainConfig
+from tasks.training.profiles import PROFILES, get_profile
 
 
 class PipelineParams(BaseModel):

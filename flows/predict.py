@@ -13,10 +13,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.predict import PredictReport, expand_inputs, predict_images
-from tasks.recognize import Recognizer
-from tasks.registry import CHAMPION, MODEL_NAME, configure_mlflow
-from tasks.settings import get_settings, prepare_environment
+from tasks.core.settings import get_settings, prepare_environment
+from tasks.inference.batch_predict import PredictReport, expand_inputs, predict_images
+from tasks.inference.recognizer import Recognizer
+from tasks.registry.models import CHAMPION, MODEL_NAME, configure_mlflow
 
 
 class PredictParams(BaseModel):

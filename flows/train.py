@@ -23,17 +23,17 @@ from prefect.futures import PrefectFuture
 
 from flows import mlflow_runs
 from flows.train_params import TrainOutcome, TrainParams
-from tasks.dataset import localize
-from tasks.eval_report import EvalReport
-from tasks.evaluate import evaluate
-from tasks.int8_choice import int8_variant
-from tasks.onnx_tools import export_onnx
-from tasks.records import DatasetRef, ModelVersion
-from tasks.registry import MODEL_NAME, decide_promotion, log_model, register
-from tasks.settings import get_settings, prepare_environment
-from tasks.train import TrainConfig, TrainResult, resolve_device, train
-from tasks.train_classifier import ClassifierConfig, train_classifier
-from tasks.two_stage import CLASSIFIER_WEIGHTS, assemble, extra_classifiers, is_two_stage
+from tasks.core.records import DatasetRef, ModelVersion
+from tasks.core.settings import get_settings, prepare_environment
+from tasks.data.acquire import localize
+from tasks.evaluation.evaluate import evaluate
+from tasks.evaluation.report import EvalReport
+from tasks.inference.bundle import CLASSIFIER_WEIGHTS, assemble, extra_classifiers, is_two_stage
+from tasks.inference.export import export_onnx
+from tasks.registry.int8_choice import int8_variant
+from tasks.registry.models import MODEL_NAME, decide_promotion, log_model, register
+from tasks.training.classifier import ClassifierConfig, train_classifier
+from tasks.training.detector import TrainConfig, TrainResult, resolve_device, train
 
 
 @task(cache_policy=NO_CACHE, retries=1)

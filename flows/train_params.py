@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.int8_choice import INT8_TOLERANCE
-from tasks.profiles import get_profile
-from tasks.records import DatasetRef, ModelVersion
-from tasks.registry import PromotionDecision
-from tasks.train import TrainConfig
+from tasks.core.records import DatasetRef, ModelVersion
+from tasks.registry.int8_choice import INT8_TOLERANCE
+from tasks.registry.models import PromotionDecision
+from tasks.training.detector import TrainConfig
+from tasks.training.profiles import get_profile
 
 # Scores the evaluation reports on the test split; the gate compares one of them.
 GateMetric = Literal["test_map50", "test_map50_95", "test_top1", "test_precision", "test_recall"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.settings import QUIET_ENV
+from tasks.core.settings import QUIET_ENV
 
 # Before any test module imports ultralytics/albumentations/mlflow: offline and quiet.
 os.environ.update(QUIET_ENV)
@@ -168,7 +168,7 @@ def smoke_weights(subset_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def smoke_onnx(smoke_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke weights exported to a static 320 px ONNX file (``model.onnx``)."""
-    from tasks.onnx_tools import export_onnx
+    from tasks.inference.export import export_onnx
 
     return export_onnx(smoke_weights, 320, tmp_path_factory.mktemp("smoke-onnx"))
 
@@ -177,15 +177,16 @@ def smoke_onnx(smoke_weights: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def two_stage_model(subset_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-stage model folder trained for an epoch each on the subset (under a minute).
 
-    Built with the project's own tasks: the one-class detector through ``tasks.train``, the
-    classifier through ``tasks.train_classifier``, both exported and put together by
-    ``tasks.two_stage.assemble``. Its letters are near chance; the tests check plumbing.
+    Built with the project's own tasks: the one-class detector through
+    ``tasks.training.detector``, the classifier through ``tasks.training.classifier``, both
+    exported and put together by ``tasks.inference.bundle.assemble``. Its letters are near
+    chance; the tests check plumbing.
     """
-    from tasks.classifier_config import ClassifierConfig
-    from tasks.onnx_tools import export_onnx
-    from tasks.train import TrainConfig, train
-    from tasks.train_classifier import train_classifier
-    from tasks.two_stage import assemble
+    from tasks.inference.bundle import assemble
+    from tasks.inference.export import export_onnx
+    from tasks.training.classifier import train_classifier
+    from tasks.training.classifier_config import ClassifierConfig
+    from tasks.training.detector import TrainConfig, train
 
     root = tmp_path_factory.mktemp("two-stage")
     text = (subset_dataset / "data.yaml").read_text()

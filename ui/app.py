@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tasks.settings import QUIET_ENV  # noqa: E402
+from tasks.core.settings import QUIET_ENV  # noqa: E402
 
 for _key, _value in QUIET_ENV.items():
     os.environ.setdefault(_key, _value)

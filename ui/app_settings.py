@@ -1,6 +1,7 @@
 """Settings of the web app (env prefix ``FINGERSPELL_UI_``) and its WebRTC ICE configuration.
 
-The model and MLflow settings stay in :mod:`tasks.settings`; these are only what the pages need.
+The model and MLflow settings stay in :mod:`tasks.core.settings`; these are only what the pages
+need.
 ICE servers come from ``FINGERSPELL_UI_ICE_SERVERS`` (JSON) or Streamlit secrets
 (``ice_servers``); with none, the app and the browser use host candidates only and never
 contact a public STUN server.

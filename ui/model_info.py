@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
-from tasks.registry import CHAMPION, MODEL_NAME
+from tasks.registry.models import CHAMPION, MODEL_NAME
 
 Problem = Literal["unreachable", "no_models", "no_champion", "no_version", "unloadable"]
 SPLITS = ("test", "valid")

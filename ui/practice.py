@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from tasks.records import LETTERS
+from tasks.core.records import LETTERS
 from ui.spelling import HoldTracker
 
 # Short reference descriptions of the ASL handshapes (right hand, palm facing the viewer

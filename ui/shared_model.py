@@ -1,7 +1,7 @@
 """The one model of the app process, and the friendly page shown when there is none.
 
 The recognizer is loaded once per process and model version (``st.cache_resource``) and shared
-by every browser session: :class:`~tasks.recognize.Recognizer` is safe to call from many
+by every browser session: :class:`~tasks.inference.recognizer.Recognizer` is safe to call from many
 threads (one onnxruntime session, per-thread buffers). Each session may pick another version on
 the model page; it is loaded once too.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tasks.recognize import Recognizer
-from tasks.settings import get_settings
+from tasks.core.settings import get_settings
+from tasks.inference.recognizer import Recognizer
 from ui.app_settings import get_ui_settings
 from ui.model_info import ModelDetails, ModelUnavailable, check_tracking, client_for, resolve
 

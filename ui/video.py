@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from tasks.draw import FONT, draw_detections
+from tasks.inference.draw import FONT, draw_detections
 from ui.app_settings import get_ui_settings
 from ui.frame_stats import FrameStats
 
 if TYPE_CHECKING:
     import av
 
-    from tasks.recognize import Recognizer
-    from tasks.records import Detection
+    from tasks.core.records import Detection
+    from tasks.inference.recognizer import Recognizer
 
 TopObserver = Callable[[str | None, float, float], object]
 MAX_DETECTIONS = 3  # one hand shows one letter; a few boxes are enough to see confusions

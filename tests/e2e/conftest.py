@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from servers import BIN, free_port, start_server, stop, wait_http
 
-from tasks.settings import get_settings
+from tasks.core.settings import get_settings
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from chromium import camera_frame, have_chromium, start_chromium, start_stream, 
 from chromium import write_y4m as write_clip
 from servers import free_port, start_app, stop, wait_http
 
-from tasks.recognize import Recognizer
+from tasks.inference.recognizer import Recognizer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -23,9 +23,9 @@ from servers import BIN, free_port, start_server, stop, wait_http
 from flows.data import DataParams
 from flows.pipeline import PipelineParams, pipeline_flow
 from flows.train_params import GateConfig, TrainOutcome
-from tasks.augment import AugmentConfig
-from tasks.records import LETTERS
-from tasks.registry import CHALLENGER, CHAMPION, MODEL_NAME, decide_promotion, get_version
+from tasks.core.records import LETTERS
+from tasks.data.augment import AugmentConfig
+from tasks.registry.models import CHALLENGER, CHAMPION, MODEL_NAME, decide_promotion, get_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

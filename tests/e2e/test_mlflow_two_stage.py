@@ -20,14 +20,14 @@ from mlflow.tracking import MlflowClient
 from flows.data import DataParams
 from flows.pipeline import PipelineParams, pipeline_flow
 from flows.train_params import TrainOutcome
-from tasks.augment import AugmentConfig
-from tasks.classifier_config import ClassifierConfig
-from tasks.profiles import PRETRAINED
-from tasks.recognize import Recognizer
-from tasks.records import LETTERS
-from tasks.registry import CHAMPION, MODEL_NAME
-from tasks.settings import get_settings
-from tasks.train import TrainConfig
+from tasks.core.records import LETTERS
+from tasks.core.settings import get_settings
+from tasks.data.augment import AugmentConfig
+from tasks.inference.recognizer import Recognizer
+from tasks.registry.models import CHAMPION, MODEL_NAME
+from tasks.training.classifier_config import ClassifierConfig
+from tasks.training.detector import TrainConfig
+from tasks.training.profiles import PRETRAINED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

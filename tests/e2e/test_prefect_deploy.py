@@ -24,7 +24,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from servers import BIN, free_port, start_server, stop, wait_http
 
-from tasks.registry import MODEL_NAME
+from tasks.registry.models import MODEL_NAME
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

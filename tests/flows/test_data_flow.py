@@ -12,8 +12,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.data import DataParams, data_flow
-from tasks.augment import AugmentConfig
-from tasks.settings import get_settings
+from tasks.core.settings import get_settings
+from tasks.data.augment import AugmentConfig
 
 
 @pytest.fixture

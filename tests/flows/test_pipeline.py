@@ -5,9 +5,9 @@ from __future__ import annotations
 from flows.cli import parse_params
 from flows.data import DataParams
 from flows.pipeline import PipelineParams, data_params
-from tasks.augment import AugmentConfig
-from tasks.profiles import PROFILES
-from tasks.train import TrainConfig
+from tasks.data.augment import AugmentConfig
+from tasks.training.detector import TrainConfig
+from tasks.training.profiles import PROFILES
 
 
 def test_cpu_profile_builds_the_export_as_it_is():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.predict import PredictParams, predict_flow
-from tasks.settings import get_settings
+from tasks.core.settings import get_settings
 
 
 def test_predict_flow_reports_skips_and_succeeds(

@@ -1,7 +1,7 @@
 """Put a trained model into an MLflow store the way the training flow does, without training.
 
 The app tests and the browser test need "an MLflow store holding a registered champion": this
-logs the given weights through :mod:`tasks.registry` (the same pyfunc model, the same version
+logs the given weights through :mod:`tasks.registry.models` (the same pyfunc model, the same version
 tags and evaluate-run artifacts as ``flows/train.py``) in a few seconds.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tasks.eval_report import EvalReport
-from tasks.records import LETTERS, ModelVersion
-from tasks.registry import CHAMPION, configure_mlflow, log_model, register
+from tasks.core.records import LETTERS, ModelVersion
+from tasks.evaluation.report import EvalReport
+from tasks.registry.models import CHAMPION, configure_mlflow, log_model, register
 
 
 def register_model(

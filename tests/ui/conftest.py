@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks.eval_report import EvalReport
-from tasks.evaluate import evaluate
-from tasks.settings import get_settings
+from tasks.core.settings import get_settings
+from tasks.evaluation.evaluate import evaluate
+from tasks.evaluation.report import EvalReport
 from ui.app_settings import get_ui_settings
 
 

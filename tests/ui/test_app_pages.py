@@ -57,7 +57,7 @@ def test_app_entry_navigates_to_the_live_page_first(empty_env: str, fake_webcam)
 @pytest.mark.parametrize("page", ["live", "model"])
 def test_unreachable_mlflow_is_explained_quickly(page: str, empty_env: str, monkeypatch,
                                                  fake_webcam):  # fmt: skip
-    from tasks.settings import get_settings
+    from tasks.core.settings import get_settings
 
     monkeypatch.setenv("FINGERSPELL_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     get_settings.cache_clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tasks.records import LETTERS
+from tasks.core.records import LETTERS
 from ui.practice import HANDSHAPES, PracticeSession
 
 

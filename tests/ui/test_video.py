@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.recognize import Recognizer
+from tasks.inference.recognizer import Recognizer
 from ui.frame_stats import FrameStats
 from ui.spelling import Speller
 from ui.video import FrameProcessor
@@ -106,7 +106,7 @@ def _until(condition, seconds: float = 10.0) -> None:
 def test_background_mode_returns_frames_at_once_and_recognizes_one_at_a_time(
     recognizer: Recognizer, shared_dataset: Path
 ):
-    from tasks.draw import draw_detections
+    from tasks.inference.draw import draw_detections
 
     image = cv2.imread(str(sorted((shared_dataset / "test" / "images").iterdir())[0]))
     gated = _Gated(recognizer)

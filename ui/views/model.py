@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from tasks.crop_classifier import CropClassifier
-from tasks.settings import get_settings
+from tasks.core.settings import get_settings
+from tasks.inference.crop_classifier import CropClassifier
 from ui.model_info import (
     ModelUnavailable,
     VersionSummary,

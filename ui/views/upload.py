@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import streamlit as st
 
-from tasks.draw import draw_detections
+from tasks.inference.draw import draw_detections
 from ui.app_settings import get_ui_settings
 from ui.shared_model import model_or_stop
 from ui.uploads import UploadProblem, read_upload

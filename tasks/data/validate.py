@@ -1,0 +1,267 @@
+"""VALIDATE: check a YOLO dataset file by file and collect every problem, not just the first.
+
+Rules: every image decodes; images live only in ``<split>/images`` and nothing else does; every
+label line is ``class x y w h`` with an integer class in range, a centre inside the image and a
+non-degenerate size; every label file has its image; an image without boxes is a background;
+the same image bytes in two splits is leakage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tasks.core.records import SPLITS
+from tasks.data.acquire import IMAGE_SUFFIXES
+from tasks.data.validate_report import (
+    DatasetInvalid,
+    Problem,
+    Severity,
+    SizeStats,
+    ValidationReport,
+)
+
+__all__ = ["DatasetInvalid", "Problem", "SizeStats", "ValidationReport", "validate_dataset"]
+
+MIN_SIZE = 1e-3  # boxes thinner than this fraction of the image are labelling slips
+OVERFLOW = 0.02  # how far a box may poke out of the image before it is an error
+_IGNORED_NAMES = {"data.yaml", ".gitignore", ".gitkeep"}
+# A JPEG ends with the EOI marker and a PNG with its IEND chunk; a cut-off file lacks them.
+_TRAILERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
+
+
+@dataclass
+class _Scan:
+    """Mutable state while validating; frozen into a ValidationReport at the end."""
+
+    root: Path
+    nc: int
+    problems: list[Problem] = field(default_factory=list)
+    images: dict[str, list[Path]] = field(default_factory=lambda: defaultdict(list))
+    labels: dict[str, dict[str, Path]] = field(default_factory=lambda: defaultdict(dict))
+
+    def add(self, severity: Severity, path: Path, message: str, line: int | None = None) -> None:
+        relative = path.relative_to(self.root).as_posix()
+        self.problems.append(Problem(severity=severity, file=relative, line=line, message=message))
+
+
+def validate_dataset(
+    root: Path, names: Sequence[str], allow_leakage: bool = False
+) -> ValidationReport:
+    """Validate a YOLO dataset folder laid out as ``{train,valid,test}/{images,labels}``.
+
+    Args:
+        root: The dataset folder.
+        names: Class names, index = class id.
+        allow_leakage: Report identical images in different splits as warnings, not errors.
+
+    Returns:
+        The report; check ``report.ok`` or call ``report.raise_if_invalid()``.
+    """
+    scan = _Scan(root=root, nc=len(names))
+    _sort_files(scan)
+    boxes: dict[str, dict[str, int]] = {}
+    backgrounds: dict[str, int] = {}
+    sizes: dict[str, SizeStats] = {}
+    hashes: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+    with ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 1))) as pool:
+        for split in SPLITS:
+            images = scan.images.get(split, [])
+            inspected = list(pool.map(_inspect_image, images))
+            dims = []
+            for image, (digest, size, error) in zip(images, inspected, strict=True):
+                hashes[digest].append((split, image))
+                if error:
+                    scan.add("error", image, error)
+                if size:
+                    dims.append(size)
+            sizes[split] = _size_stats(dims)
+            boxes[split], backgrounds[split] = _check_labels(scan, split, names)
+    _check_duplicates(scan, hashes, allow_leakage)
+    return ValidationReport(
+        root=str(root),
+        names=tuple(names),
+        images={split: len(scan.images.get(split, [])) for split in SPLITS},
+        backgrounds=backgrounds,
+        boxes=boxes,
+        sizes=sizes,
+        problems=tuple(sorted(scan.problems, key=lambda p: (p.file, p.line or 0, p.message))),
+    )
+
+
+def _sort_files(scan: _Scan) -> None:
+    """Put every file in its place: split images, split labels, or a misplaced-file problem."""
+    for split in SPLITS:
+        if not (scan.root / split / "images").is_dir():
+            severity: Severity = "warning" if split == "test" else "error"
+            scan.add(severity, scan.root / split, f"missing folder {split}/images")
+    for path in sorted(scan.root.rglob("*")):
+        if not path.is_file() or path.suffix == ".cache" or path.name in _IGNORED_NAMES:
+            continue
+        parts = path.relative_to(scan.root).parts
+        split = parts[0] if len(parts) > 1 and parts[0] in SPLITS else None
+        kind = parts[1] if split and len(parts) > 2 else None
+        is_image = path.suffix.lower() in IMAGE_SUFFIXES
+        if split and kind == "images":
+            if is_image:
+                scan.images[split].append(path)
+            else:
+                scan.add("error", path, f"not an image file: {split}/images holds only images")
+        elif split and kind == "labels" and path.suffix == ".txt":
+            scan.labels[split][_stem_key(path, scan.root / split / "labels")] = path
+        elif is_image:
+            where = f"{split}/images" if split else "<split>/images"
+            scan.add("error", path, f"image outside {where}: training would never see it")
+        elif split:
+            scan.add("warning", path, "unexpected file in a split folder; ignored")
+
+
+def _stem_key(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).with_suffix("").as_posix()
+
+
+def _inspect_image(path: Path) -> tuple[str, tuple[int, int] | None, str | None]:
+    """Hash and decode one image: (sha256, (width, height) or None, error or None)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"unreadable:{path}", None, f"cannot read image: {exc.strerror}"
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        array = None
+    if array is None:
+        return digest, None, "cannot decode image: corrupt or not an image"
+    size = (int(array.shape[1]), int(array.shape[0]))
+    trailer = _TRAILERS.get(path.suffix.lower())
+    if trailer and trailer not in data[-32:]:
+        return digest, size, "truncated image: the file ends before its end marker"
+    return digest, size, None
+
+
+def _size_stats(dims: list[tuple[int, int]]) -> SizeStats:
+    if not dims:
+        return SizeStats()
+    widths, heights = zip(*dims, strict=True)
+    return SizeStats(
+        min_width=min(widths),
+        max_width=max(widths),
+        min_height=min(heights),
+        max_height=max(heights),
+    )
+
+
+def _check_labels(scan: _Scan, split: str, names: Sequence[str]) -> tuple[dict[str, int], int]:
+    """Check a split's label files; return (valid boxes per class name, background images)."""
+    counts = dict.fromkeys(names, 0)
+    labels = dict(scan.labels.get(split, {}))
+    images_dir = scan.root / split / "images"
+    owners: dict[str, Path] = {}
+    backgrounds = 0
+    for image in scan.images.get(split, []):
+        key = _stem_key(image, images_dir)
+        if key in owners:
+            scan.add("error", image, f"shares its label file with {owners[key].name}")
+            continue
+        owners[key] = image
+        label = labels.pop(key, None)
+        if label is None or _is_blank(label):
+            backgrounds += 1
+            continue
+        for class_id in _check_label_file(scan, label):
+            counts[names[class_id]] += 1
+    for orphan in labels.values():
+        scan.add("error", orphan, f"label without image: no {split}/images/{orphan.stem}.* file")
+    return counts, backgrounds
+
+
+def _is_blank(label: Path) -> bool:
+    try:
+        return not label.read_bytes().strip()
+    except OSError:
+        return False
+
+
+def _check_label_file(scan: _Scan, label: Path) -> list[int]:
+    """Check every line of a label file; return the class ids of its valid boxes."""
+    try:
+        text = label.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        scan.add("error", label, f"cannot read label file as UTF-8 text: {exc}")
+        return []
+    classes: list[int] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        fields = tuple(raw.split())
+        if not fields:
+            continue
+        messages = _check_line(fields, scan.nc)
+        for message in messages:
+            scan.add("error", label, message, line=number)
+        if fields in seen:
+            scan.add("warning", label, f"duplicate of line {seen[fields]}", line=number)
+        elif not messages:
+            seen[fields] = number
+            classes.append(int(float(fields[0])))
+    return classes
+
+
+def _check_line(fields: tuple[str, ...], nc: int) -> list[str]:
+    """Problems with one ``class x y w h`` line; empty when it is a valid box."""
+    if len(fields) != 5:
+        return [f"expected 5 values 'class x y w h', got {len(fields)}"]
+    values: list[float] = []
+    for text in fields:
+        try:
+            values.append(float(text))
+        except ValueError:
+            return [f"not a number: {text!r}"]
+        if not math.isfinite(values[-1]):
+            return [f"not a finite number: {text!r}"]
+    class_id, x, y, w, h = values
+    problems = []
+    if not class_id.is_integer():
+        problems.append(f"class id {fields[0]} is not an integer")
+    elif not 0 <= class_id < nc:
+        problems.append(f"class id {int(class_id)} out of range 0..{nc - 1}")
+    if not (0 <= x <= 1 and 0 <= y <= 1):
+        problems.append(f"box centre ({x:g}, {y:g}) outside [0, 1]")
+    if not (0 < w <= 1 and 0 < h <= 1):
+        problems.append(f"box size {w:g}x{h:g} outside (0, 1]")
+    elif w < MIN_SIZE or h < MIN_SIZE:
+        problems.append(f"degenerate box: size {w:g}x{h:g} is almost zero")
+    overflow = max(w / 2 - x, x + w / 2 - 1, h / 2 - y, y + h / 2 - 1)
+    if not problems and overflow > OVERFLOW:
+        problems.append(f"box extends {overflow:.0%} of the image beyond its edge")
+    return problems
+
+
+def _check_duplicates(
+    scan: _Scan, hashes: dict[str, list[tuple[str, Path]]], allow_leakage: bool
+) -> None:
+    """Report byte-identical images: across splits it is leakage, within one a warning."""
+    leak: Severity = "warning" if allow_leakage else "error"
+    for copies in hashes.values():
+        if len(copies) < 2:
+            continue
+        first_split, first = copies[0]
+        for split, image in copies[1:]:
+            original = first.relative_to(scan.root).as_posix()
+            if split == first_split:
+                scan.add("warning", image, f"same bytes as {original} (duplicate in {split})")
+            else:
+                scan.add(
+                    leak,
+                    image,
+                    f"same bytes as {original}: leakage between {first_split} and {split}",
+                )

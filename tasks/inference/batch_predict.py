@@ -1,0 +1,177 @@
+"""Batch prediction: expand inputs to image files, recognize each, write CSV and JSON.
+
+Unreadable images are reported per file and skipped; the rest still get predictions.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from tasks.core.files import write_atomic
+from tasks.core.records import IMAGE_SUFFIXES
+from tasks.inference.draw import draw_detections
+from tasks.inference.recognizer import Recognizer
+
+CSV_COLUMNS = ("image", "letter", "confidence", "x1", "y1", "x2", "y2")
+
+
+class Skipped(BaseModel):
+    """An input that produced no prediction, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: str
+    reason: str
+
+
+class PredictReport(BaseModel):
+    """What a batch prediction produced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    n_images: int
+    n_detections: int
+    skipped: tuple[Skipped, ...]
+    letter_counts: dict[str, int]
+    csv_path: Path
+    json_path: Path
+    annotated_dir: Path | None = None
+
+
+def expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[Skipped]]:
+    """Turn folders, globs, files and URIs into a sorted, de-duplicated list of images.
+
+    Folders are searched recursively for image suffixes; ``file://`` URIs become paths;
+    other URIs (``gs://``, ``https://``) are kept as they are and read through fsspec.
+
+    Returns:
+        The image locations, and the inputs that matched nothing.
+    """
+    found: dict[str, None] = {}
+    missing: list[Skipped] = []
+    for item in inputs:
+        parsed = urlparse(item)
+        if parsed.scheme not in ("", "file") and len(parsed.scheme) > 1:
+            found[item] = None
+            continue
+        path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(item)
+        if path.is_dir():
+            matches = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = [Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file()]
+        if not matches:
+            missing.append(Skipped(image=item, reason="no such file, folder or glob match"))
+        for match in sorted(matches):
+            found[str(match)] = None
+    return list(found), missing
+
+
+def read_image(location: str) -> np.ndarray:
+    """Read a local path or an fsspec URI into a BGR array.
+
+    Raises:
+        ValueError: The location cannot be read or does not decode as an image.
+    """
+    if "://" in location:
+        import fsspec
+
+        try:
+            with fsspec.open(location, "rb") as handle:
+                data = handle.read()
+        except Exception as error:  # any backend error means: this one file is unreadable
+            raise ValueError(f"cannot read {location}: {error}") from None
+    else:
+        try:
+            data = Path(location).read_bytes()
+        except OSError as error:
+            raise ValueError(f"cannot read {location}: {error.strerror}") from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{location} is not an image that can be decoded")
+    return image
+
+
+def _annotated_name(location: str, index: int) -> str:
+    return f"{index:05d}_{Path(urlparse(location).path).stem}.jpg"
+
+
+def predict_images(
+    recognizer: Recognizer,
+    images: Iterable[str],
+    out_dir: Path,
+    conf: float = 0.25,
+    annotate: bool = False,
+    skipped: Sequence[Skipped] = (),
+) -> PredictReport:
+    """Recognize every image and write ``predictions.csv`` / ``predictions.json`` to ``out_dir``.
+
+    Args:
+        recognizer: The shared recognizer.
+        images: Image locations (see :func:`expand_inputs`).
+        out_dir: Output folder (created).
+        conf: Minimum confidence of a detection.
+        annotate: Also write each image with its detections drawn to ``out_dir/annotated``.
+        skipped: Inputs already known to be unusable, carried into the report.
+
+    Returns:
+        Counts, skipped files with reasons, and the paths written.
+    """
+    rows: list[dict[str, object]] = []
+    per_image: list[dict[str, object]] = []
+    skips = list(skipped)
+    annotated_dir = out_dir / "annotated" if annotate else None
+    n_images = 0
+    for index, location in enumerate(images):
+        try:
+            image = read_image(location)
+        except ValueError as error:
+            skips.append(Skipped(image=location, reason=str(error)))
+            continue
+        n_images += 1
+        result = recognizer.recognize(image, conf=conf)
+        dets = [
+            {"letter": d.letter, "confidence": round(d.confidence, 4)}
+            | {k: round(getattr(d.box, k), 1) for k in ("x1", "y1", "x2", "y2")}
+            for d in result.detections
+        ]
+        rows += [{"image": location, **d} for d in dets]
+        per_image.append({"image": location, "detections": dets})
+        if annotated_dir is not None:
+            annotated_dir.mkdir(parents=True, exist_ok=True)
+            drawn = draw_detections(image, result.detections)
+            cv2.imwrite(str(annotated_dir / _annotated_name(location, index)), drawn)
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path, json_path = out_dir / "predictions.csv", out_dir / "predictions.json"
+    write_atomic(csv_path, buffer.getvalue())
+    counts = Counter(str(row["letter"]) for row in rows)
+    report = PredictReport(
+        model=recognizer.source.uri,
+        n_images=n_images,
+        n_detections=len(rows),
+        skipped=tuple(skips),
+        letter_counts=dict(sorted(counts.items())),
+        csv_path=csv_path,
+        json_path=json_path,
+        annotated_dir=annotated_dir,
+    )
+    payload = {"report": report.model_dump(mode="json"), "images": per_image}
+    write_atomic(json_path, json.dumps(payload, indent=2))
+    return report

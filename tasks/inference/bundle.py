@@ -1,0 +1,92 @@
+"""Put a two-stage model together: one folder the recognizer, evaluation and registry take."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.inference.crop_classifier import CLASSIFIER_FILES
+
+CLASSIFIER_WEIGHTS = "classifier.pt"
+
+
+def assemble(
+    detector_onnx: Path,
+    classifier_onnx: Path,
+    classifier_weights: Path | None,
+    target: Path,
+    pad: float,
+    detector_int8: Path | None = None,
+    mirror: bool = False,
+    extra_classifiers: Sequence[Path] = (),
+) -> Path:
+    """Write ``target`` holding the hand detector and the letter classifier side by side.
+
+    Args:
+        detector_onnx: The one-class hand detector's export (becomes ``model.onnx``).
+        classifier_onnx: The letter classifier's export (becomes ``classifier.onnx``).
+        classifier_weights: Its ultralytics checkpoint (becomes ``classifier.pt``), if kept.
+        target: The folder to (re)create; written beside it and renamed when complete.
+        pad: The crop margin the classifier was trained with (kept in ``metadata.json``).
+        detector_int8: Optionally, an int8 detector (``model.int8.onnx``) to ship instead of
+            the fp32 one: the folder then holds only the int8 detector.
+        mirror: Whether the classifier averages each crop with its mirror image (kept in
+            ``metadata.json``; see :class:`tasks.inference.crop_classifier.CropClassifier`).
+        extra_classifiers: More letter classifiers' exports (``classifier-1.onnx``, …) whose
+            probabilities are averaged with the first one's (an ensemble).
+
+    Returns:
+        ``target``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        if detector_int8 is None:
+            shutil.copyfile(detector_onnx, staged / "model.onnx")
+        else:
+            shutil.copyfile(detector_int8, staged / "model.int8.onnx")
+        shutil.copyfile(classifier_onnx, staged / CLASSIFIER_FILES["onnx"])
+        members = [CLASSIFIER_FILES["onnx"]]
+        for i, extra in enumerate(extra_classifiers, start=1):
+            members.append(f"classifier-{i}.onnx")
+            shutil.copyfile(extra, staged / members[-1])
+        if classifier_weights is not None:
+            shutil.copyfile(classifier_weights, staged / CLASSIFIER_WEIGHTS)
+        (staged / "metadata.json").write_text(json.dumps(two_stage_metadata(pad, mirror, members)))
+        if target.exists():
+            shutil.rmtree(target)
+        staged.rename(target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return target
+
+
+def is_two_stage(folder: Path) -> bool:
+    """True when ``folder`` holds a letter classifier beside its detector."""
+    return any((folder / name).is_file() for name in CLASSIFIER_FILES.values())
+
+
+def two_stage_metadata(
+    pad: float, mirror: bool = False, classifiers: Sequence[str] = (CLASSIFIER_FILES["onnx"],)
+) -> dict[str, object]:
+    """The metadata keys that tell the recognizer how to run a two-stage model."""
+    meta: dict[str, object] = {"two_stage": True, "crop_pad": pad, "crop_mirror": mirror}
+    if len(classifiers) > 1:
+        meta["classifiers"] = list(classifiers)
+    return meta
+
+
+def extra_classifiers(folder: Path) -> list[Path]:
+    """The ensemble members of a two-stage ``folder`` beyond ``classifier.onnx`` (often none)."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    return [folder / name for name in meta.get("classifiers", [])[1:]]
+
+
+def crop_settings(folder: Path) -> tuple[float, bool]:
+    """The crop margin and mirror setting a two-stage ``folder`` records (see :func:`assemble`)."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    return float(meta["crop_pad"]), bool(meta.get("crop_mirror", False))

@@ -1,0 +1,133 @@
+"""Stage two of the two-stage recipe: train a letter classifier on hand crops.
+
+The crops come from :func:`tasks.training.crops.build_crop_dataset` (train boxes jittered so the
+classifier learns to read the slightly-off boxes a detector draws), and the model is an
+ultralytics ``-cls`` network, started from pretrained weights where a recipe names them and
+they can be had (:mod:`tasks.training.weights`). Like :func:`tasks.training.detector.train`, a
+finished training of the same dataset and recipe is reused, and an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tasks.core.files import write_atomic
+from tasks.training import architectures
+from tasks.training.classifier_config import ClassifierConfig
+from tasks.training.crops import build_crop_dataset
+from tasks.training.detector import TrainResult
+from tasks.training.ultralytics_hooks import (
+    MlflowLogger,
+    quiet_ultralytics,
+    throughput,
+    usable_checkpoint,
+)
+from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
+
+log = logging.getLogger(__name__)
+
+DONE_MARKER = "fingerspell-classifier.json"
+
+
+def train_classifier(
+    dataset_root: Path,
+    dataset_id: str,
+    config: ClassifierConfig,
+    runs_dir: Path,
+    device: str = "cpu",
+    mlflow_run_id: str | None = None,
+    tracking_uri: str | None = None,
+    weights_dir: Path | None = None,
+) -> TrainResult:
+    """Cut hand crops from a YOLO dataset and train (or resume, or reuse) the classifier.
+
+    Args:
+        dataset_root: A validated YOLO dataset (``data.yaml``, ``<split>/images|labels``).
+        dataset_id: Its content id, part of the run and crop folder keys.
+        config: The recipe.
+        runs_dir: Where run folders (and the ``crops`` folder) live.
+        device: Torch device.
+        mlflow_run_id: If given, params and per-epoch metrics are logged to this run.
+        tracking_uri: The MLflow server of that run (needed in a fresh process).
+        weights_dir: Searched first for ``config.weights`` (see :mod:`tasks.training.weights`).
+
+    Returns:
+        The weights and a summary of the training; ``metrics`` holds the valid top-1.
+    """
+    quiet_ultralytics()
+    from ultralytics import YOLO
+
+    crops = runs_dir / "crops" / config.crops_key(dataset_id)
+    if not crops.exists():
+        log.info("cutting hand crops of %s into %s", dataset_root, crops)
+        build_crop_dataset(
+            dataset_root,
+            crops,
+            pad=config.pad,
+            size=config.crop_side,
+            jitter=config.jitter,
+            train_copies=config.train_copies,
+            seed=config.seed,
+        )
+    start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
+    run_dir = runs_dir / config.key(dataset_id, start.sha256)
+    weights, done = run_dir / "weights", run_dir / DONE_MARKER
+    if done.exists() and (weights / "best.pt").exists():
+        log.info("classifier %s already trained; reusing it", run_dir.name)
+        return TrainResult.model_validate_json(done.read_text())
+
+    resumed = usable_checkpoint(weights / "last.pt")
+    if resumed:
+        model, transferred = YOLO(str(weights / "last.pt")), None
+        kwargs: dict[str, Any] = {"resume": True, "data": str(crops), "workers": config.workers}
+    else:
+        model = YOLO(architectures.resolve(config.model))
+        transferred = transfer(model, start)
+        kwargs = {
+            "data": str(crops),
+            "imgsz": config.imgsz,
+            "epochs": config.epochs,
+            "batch": config.batch,
+            "optimizer": config.optimizer,
+            "lr0": config.lr0,
+            "fraction": config.fraction,
+            "seed": config.seed,
+            "deterministic": True,
+            "device": device,
+            "workers": config.workers,
+            # False makes ultralytics re-initialise every layer, loaded ones too.
+            "pretrained": start.pretrained,
+            "amp": False,
+            "project": str(runs_dir),
+            "name": run_dir.name,
+            "exist_ok": True,
+            "plots": False,
+            "verbose": False,
+        }
+        if config.time_hours is not None:
+            kwargs["time"] = config.time_hours
+    if mlflow_run_id:
+        MlflowLogger(mlflow_run_id, tracking_uri).attach(model)
+    started = time.time()
+    model.train(**kwargs)
+    n_train = sum(1 for p in (crops / "train").rglob("*.jpg"))
+    epochs, seconds, rate = throughput(run_dir, n_train)
+    best = weights / "best.pt" if (weights / "best.pt").exists() else weights / "last.pt"
+    top1 = float(getattr(model.trainer, "metrics", {}).get("metrics/accuracy_top1", float("nan")))
+    result = TrainResult(
+        run_dir=run_dir,
+        best=best,
+        last=weights / "last.pt",
+        epochs_completed=epochs,
+        resumed=resumed,
+        train_seconds=seconds or time.time() - started,
+        images_per_second=rate * config.fraction,
+        metrics={"valid_crop_top1": top1} if top1 == top1 else {},
+        started_from=start,
+        transferred=transferred.count if transferred else None,
+    )
+    write_atomic(done, result.model_dump_json(indent=2))
+    return result

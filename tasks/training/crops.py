@@ -1,0 +1,141 @@
+"""Hand crops: the square, padded region around a labelled or detected hand.
+
+A letter classifier sees only the hand, so it needs far fewer samples than a 26-class
+detector that must also learn where hands are. The same crop geometry must be used when
+the crop dataset is built and when a detected hand is classified, hence one function.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tasks.core.records import IMAGE_SUFFIXES, SPLITS
+from tasks.data.acquire import read_names
+
+# ultralytics' classification loader expects train/val/test folders.
+_CLS_SPLITS = {"train": "train", "valid": "val", "test": "test"}
+DEFAULT_PAD = 0.2
+
+
+def square_crop(
+    image: np.ndarray, box_xyxy: tuple[float, float, float, float], pad: float, size: int
+) -> np.ndarray:
+    """Cut a square around a box, padded by ``pad`` of its longer side, resized to ``size``.
+
+    Args:
+        image: BGR image (H, W, 3).
+        box_xyxy: Box corners in pixels.
+        pad: Extra margin as a fraction of the box's longer side (context around the hand).
+        size: Output side in pixels.
+
+    Returns:
+        A ``size``×``size`` BGR crop; parts outside the image are clipped, not padded, so the
+        classifier never sees artificial borders.
+    """
+    x0, y0, x1, y1 = box_xyxy
+    height, width = image.shape[:2]
+    side = max(x1 - x0, y1 - y0) * (1 + pad)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    right, bottom = int(min(width, cx + side / 2)), int(min(height, cy + side / 2))
+    if right - left < 2 or bottom - top < 2:
+        raise ValueError(f"box {box_xyxy} leaves no pixels inside a {width}×{height} image")
+    return cv2.resize(image[top:bottom, left:right], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _boxes(label_file: Path, width: int, height: int) -> list[tuple[int, tuple[float, ...]]]:
+    rows = []
+    for line in label_file.read_text().splitlines():
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) < 5:
+            raise ValueError(f"{label_file}: expected 'class cx cy w h', got {line!r}")
+        cls, cx, cy, bw, bh = fields[:5]
+        cx_, cy_, bw_, bh_ = (
+            float(cx) * width,
+            float(cy) * height,
+            float(bw) * width,
+            float(bh) * height,
+        )
+        rows.append((int(cls), (cx_ - bw_ / 2, cy_ - bh_ / 2, cx_ + bw_ / 2, cy_ + bh_ / 2)))
+    return rows
+
+
+def jitter_box(
+    box_xyxy: tuple[float, ...], amount: float, rng: np.random.Generator
+) -> tuple[float, float, float, float]:
+    """Shift and scale a box at random by up to ``amount`` of its size.
+
+    A detector's boxes sit a little off the labelled ones; a classifier trained only on
+    labelled crops loses accuracy on detected ones, so train crops are jittered.
+    """
+    x0, y0, x1, y1 = box_xyxy
+    w, h = x1 - x0, y1 - y0
+    cx, cy = (x0 + x1) / 2 + rng.uniform(-amount, amount) * w, (y0 + y1) / 2
+    cy += rng.uniform(-amount, amount) * h
+    scale = rng.uniform(1 - amount, 1 + amount)
+    return cx - w * scale / 2, cy - h * scale / 2, cx + w * scale / 2, cy + h * scale / 2
+
+
+def build_crop_dataset(
+    dataset_root: Path,
+    target: Path,
+    pad: float = DEFAULT_PAD,
+    size: int = 160,
+    jitter: float = 0.0,
+    train_copies: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Write an image-folder classification dataset of hand crops from a YOLO dataset.
+
+    Args:
+        dataset_root: A validated YOLO dataset (``data.yaml``, ``<split>/images|labels``).
+        target: Folder to create (``train|val|test/<letter>/*.jpg``); must not exist.
+        pad: Margin around each box (see :func:`square_crop`).
+        size: Side of the stored crops; training resizes again to its own size.
+        jitter: Train crops only: random shift/scale of each box (see :func:`jitter_box`).
+        train_copies: Train crops per box (each jittered anew when ``jitter`` > 0).
+        seed: Seed of the jitter, so a crop set is reproducible.
+
+    Returns:
+        ``target``, written in a temp folder beside it and renamed when complete.
+    """
+    if target.exists():
+        raise FileExistsError(f"{target} exists; crops are written once per dataset")
+    names = read_names(dataset_root / "data.yaml")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    rng = np.random.default_rng(seed)
+    try:
+        for split in SPLITS:
+            images = dataset_root / split / "images"
+            for name in names:
+                (staged / _CLS_SPLITS[split] / name).mkdir(parents=True, exist_ok=True)
+            if not images.is_dir():
+                continue
+            for image_path in sorted(images.iterdir()):
+                if image_path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                label = dataset_root / split / "labels" / f"{image_path.stem}.txt"
+                image = cv2.imread(str(image_path))
+                if image is None or not label.is_file():
+                    continue  # validation reported it; a crop set only holds usable samples
+                height, width = image.shape[:2]
+                copies, amount = (train_copies, jitter) if split == "train" else (1, 0.0)
+                for i, (cls, box) in enumerate(_boxes(label, width, height)):
+                    for copy in range(copies):
+                        moved = jitter_box(box, amount, rng) if amount > 0 else box
+                        crop = square_crop(image, moved, pad, size)  # type: ignore[arg-type]
+                        name = f"{image_path.stem}_{i}_{copy}.jpg"
+                        cv2.imwrite(str(staged / _CLS_SPLITS[split] / names[cls] / name), crop)
+        staged.rename(target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,122 @@
+"""Named training recipes. A profile is values, never a branch in code."""
+
+from __future__ import annotations
+
+from tasks.training.classifier_config import ClassifierConfig
+from tasks.training.detector import TrainConfig
+
+# Pretrained: the YOLOv5u family. Online, ultralytics downloads ``yolov5nu.pt`` (COCO); an offline
+# machine keeps its stand-in (the same backbone and neck) in FINGERSPELL_WEIGHTS_DIR.
+PRETRAINED = "yolov5nu.pt"
+# Both stages start from those weights: the hand detector is yolov5n itself (its stride-8
+# head kept: a learner at a desk shows a smaller hand than these close-ups), the letter
+# classifier is the yolov5n backbone with a Classify head (tasks/training/architectures/).
+_CPU_CLASSIFIER = ClassifierConfig(
+    model="yolov5n-cls.yaml",
+    weights=PRETRAINED,
+    imgsz=128,
+    epochs=1000,
+    time_hours=60 / 60,
+    batch=32,
+    optimizer="AdamW",
+    lr0=0.002,
+    jitter=0.15,
+)
+# A 2-core laptop within a 2-hour budget (benchmarks/TRIALS.md, session 11): the pretrained
+# hand detector and, side by side with it (ultralytics trains on one thread on 2 cores), the
+# pretrained letter classifier on jittered hand crops. AdamW is explicit: with a time budget,
+# optimizer=auto picks MuSGD, ~13x slower per step on a CPU.
+_CPU = TrainConfig(
+    model="yolov5n.yaml",
+    weights=PRETRAINED,
+    imgsz=256,
+    epochs=1000,
+    time_hours=30 / 60,
+    batch=16,
+    patience=0,
+    workers=2,
+    optimizer="AdamW",
+    overrides={"lr0": 0.002},
+    classifier=_CPU_CLASSIFIER,
+    # Measured on the export as it is (Roboflow augmented its train split ×3 already).
+    augment_copies=0,
+)
+# The from-scratch recipe of sessions 5-10 (no weights to be had): YOLO11 at half of n's width
+# without the stride-8 head, and a 128-px yolo11n-cls classifier (100 min). Trained in full
+# (2026-12-03): valid top-1 0.84, test 0.78, test mAP50 0.88 (TRIALS.md #38).
+_SCRATCH = TrainConfig(
+    model="yolo11-hand-p45.yaml",
+    imgsz=256,
+    epochs=1000,
+    time_hours=45 / 60,
+    batch=16,
+    patience=0,
+    workers=2,
+    optimizer="AdamW",
+    overrides={"lr0": 0.002},
+    classifier=ClassifierConfig(
+        model="yolo11n-cls.yaml",
+        imgsz=128,
+        epochs=1000,
+        time_hours=100 / 60,
+        batch=32,
+        optimizer="AdamW",
+        lr0=0.002,
+        jitter=0.15,
+    ),
+    augment_copies=0,
+)
+
+
+def _within(recipe: TrainConfig, hours: float) -> TrainConfig:
+    """``recipe`` with both stages' time budgets set to ``hours``."""
+    if recipe.classifier is None:
+        raise ValueError("a time budget per stage needs a two-stage recipe")
+    stage2 = recipe.classifier.model_copy(update={"time_hours": hours})
+    return recipe.model_copy(update={"time_hours": hours, "classifier": stage2})
+
+
+PROFILES: dict[str, TrainConfig] = {
+    # Seconds to a couple of minutes: exercises every stage (pretrained weights included),
+    # learns next to nothing.
+    "smoke": TrainConfig(
+        model="yolov5n.yaml",
+        weights=PRETRAINED,
+        imgsz=160,
+        epochs=1,
+        batch=16,
+        fraction=0.1,
+        patience=0,
+        workers=0,
+        overrides={"val": False},
+    ),
+    # `make demo`: the `cpu` recipe with 8 minutes for each stage (side by side), about 10
+    # minutes of training on a 2-core CPU.
+    "demo": _within(_CPU, 0.13),
+    "cpu": _CPU,
+    # For a machine that can get no pretrained weights at all.
+    "scratch": _SCRATCH,
+    # Vertex AI GPU: the same family and stages, trained by epochs rather than minutes.
+    "gpu": _CPU.model_copy(
+        update={
+            "imgsz": 320,
+            "epochs": 100,
+            "time_hours": None,
+            "batch": 64,
+            "patience": 30,
+            "workers": 8,
+            "cache": "ram",
+            "classifier": _CPU_CLASSIFIER.model_copy(
+                update={"epochs": 100, "time_hours": None, "batch": 128, "workers": 8}
+            ),
+        }
+    ),
+}
+
+
+def get_profile(name: str) -> TrainConfig:
+    """The training recipe called ``name``; a clear error lists the known ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
