@@ -1,10 +1,86 @@
-"""Write files so that readers see the old file or the whole new one, never a half."""
+"""Write files and folders so that readers see the old one or the whole new one, never a half.
+
+The one home of "build in a temp place beside the destination, then rename": a rename within
+one folder is atomic, so a reader (or a process killed half-way) never sees a partial result.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def staging_dir(target: Path, prefix: str | None = None) -> Path:
+    """A fresh empty folder beside ``target`` (same file system, so a rename is atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix or f".{target.name}-", dir=target.parent))
+
+
+def publish(
+    staged: Path, target: Path, *, replace: bool = False, complete: str | None = None
+) -> bool:
+    """Rename the finished folder ``staged`` to ``target``.
+
+    Args:
+        staged: The complete folder (beside ``target``).
+        target: Its final name.
+        replace: Remove an existing ``target`` first.
+        complete: A file whose presence in an existing ``target`` shows that another process
+            published the same content first; then ``staged`` is left for the caller to remove.
+
+    Returns:
+        True if ``staged`` became ``target``, False if another process's copy is kept.
+
+    Raises:
+        OSError: If the rename fails and no complete copy is there.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if replace and target.exists():
+        shutil.rmtree(target)
+    try:
+        os.rename(staged, target)
+    except OSError:
+        if complete is None or not (target / complete).exists():
+            raise
+        log.info("%s was published concurrently; keeping that copy", target)
+        return False
+    return True
+
+
+@contextmanager
+def build_dir(
+    target: Path, *, replace: bool = False, complete: str | None = None
+) -> Iterator[Path]:
+    """Yield a temp folder beside ``target`` to fill; on success it becomes ``target``.
+
+    On an error (or a kill) the temp folder is removed and ``target`` is left as it was. See
+    :func:`publish` for ``replace`` and ``complete``.
+    """
+    staged = staging_dir(target)
+    try:
+        yield staged
+        publish(staged, target, replace=replace, complete=complete)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+@contextmanager
+def build_file(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``target`` to write; on success it replaces ``target``."""
+    staged = staging_dir(target)
+    try:
+        path = staged / target.name
+        yield path
+        os.replace(path, target)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def write_atomic(path: Path, data: bytes | str) -> Path:
@@ -18,16 +94,8 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
         ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    # Same folder as the destination, so os.replace is an atomic rename.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with build_file(path) as tmp:
+        tmp.write_bytes(payload)
+        os.chmod(tmp, 0o644)  # these files are meant to be shared
     return path

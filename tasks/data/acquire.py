@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
-from tasks.core.records import IMAGE_SUFFIXES, SPLITS, DatasetRef
+from tasks.core.files import publish, staging_dir
+from tasks.core.records import SPLITS, DatasetRef
 from tasks.data.remote import fetch
 from tasks.data.sources import (
     AcquireError,
@@ -29,23 +26,26 @@ from tasks.data.sources import (
     is_url,
     parse_source,
 )
+from tasks.data.yolo_format import (
+    YAML_KEYS,
+    count_images,
+    data_yaml_spec,
+    read_data_yaml,
+    read_names,
+    write_data_yaml,
+)
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "AcquireError",
     "DatasetSource",
     "acquire",
     "content_id",
-    "count_images",
     "localize",
     "parse_source",
-    "read_names",
 ]
 
 log = logging.getLogger(__name__)
 
-# data.yaml keys for our split folders; YOLO calls the validation split "val".
-_YAML_KEYS = {"train": "train", "valid": "val", "test": "test"}
 _CHUNK = 1 << 20
 
 
@@ -89,50 +89,6 @@ def content_id(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_names(data_yaml: Path) -> tuple[str, ...]:
-    """Read the class names of a YOLO ``data.yaml`` (list or ``{id: name}`` form).
-
-    Args:
-        data_yaml: The file to read.
-
-    Returns:
-        Names, index = class id.
-
-    Raises:
-        AcquireError: If names are missing, malformed, or disagree with ``nc``.
-    """
-    meta = _load_yaml(data_yaml)
-    names: Any = meta.get("names")
-    if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
-            raise AcquireError(f"{data_yaml}: names must be keyed 0..n-1, got {sorted(names)}")
-        names = [names[index] for index in range(len(names))]
-    if not isinstance(names, list) or not names:
-        raise AcquireError(f"{data_yaml}: 'names' must be a non-empty list of class names")
-    if "nc" in meta and meta["nc"] != len(names):
-        raise AcquireError(f"{data_yaml}: nc={meta['nc']} but {len(names)} names are listed")
-    return tuple(str(name) for name in names)
-
-
-def count_images(root: Path) -> dict[str, int]:
-    """Count image files in each split's ``images`` folder.
-
-    Args:
-        root: A normalized dataset folder.
-
-    Returns:
-        Images per split name.
-    """
-    return {
-        split: sum(
-            1
-            for path in (root / split / "images").rglob("*")
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-        )
-        for split in SPLITS
-    }
-
-
 def acquire(source: str, datasets_dir: Path, api_key: str | None = None) -> DatasetRef:
     """Fetch a dataset export and publish it, content-addressed, under ``datasets_dir/raw``.
 
@@ -156,7 +112,7 @@ def acquire(source: str, datasets_dir: Path, api_key: str | None = None) -> Data
     datasets_dir = datasets_dir.expanduser().resolve()
     datasets_dir.mkdir(parents=True, exist_ok=True)
     # The temp folder sits next to its destination so the final rename is atomic.
-    workdir = Path(tempfile.mkdtemp(prefix=".acquire-", dir=datasets_dir))
+    workdir = staging_dir(datasets_dir / "raw", prefix=".acquire-")
     try:
         export_root = _materialize(parsed, workdir, api_key)
         staged = workdir / "dataset"
@@ -166,8 +122,8 @@ def acquire(source: str, datasets_dir: Path, api_key: str | None = None) -> Data
         if final.exists():
             log.info("dataset %s from %s is already at %s", dataset_id, parsed, final)
         else:
-            _write_data_yaml(staged, final, names)
-            _publish(staged, final)
+            write_data_yaml(staged / "data.yaml", data_yaml_spec(final, SPLITS, names))
+            publish(staged, final, complete="data.yaml")
             log.info("acquired %s from %s into %s", dataset_id, parsed, final)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -213,27 +169,6 @@ def localize(dataset: DatasetRef, datasets_dir: Path) -> DatasetRef:
     return dataset.model_copy(update={"uri": local.uri})
 
 
-def _publish(staged: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(staged, final)
-    except OSError:
-        # Another process published the same content first; theirs is identical.
-        if not (final / "data.yaml").is_file():
-            raise
-        log.info("dataset %s was published concurrently; keeping that copy", final.name)
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise AcquireError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise AcquireError(f"{path} is not a YAML mapping")
-    return meta
-
-
 def _split_folder(export_root: Path, entry: Any, split: str) -> Path | None:
     """Find a split's folder (the parent of its ``images``) from data.yaml or by convention."""
     candidates: list[Path] = []
@@ -261,12 +196,12 @@ def _normalize(export_root: Path, target: Path, move: bool) -> tuple[str, ...]:
     Returns:
         The class names from the export's data.yaml.
     """
-    meta = _load_yaml(export_root / "data.yaml")
+    meta = read_data_yaml(export_root / "data.yaml")
     names = read_names(export_root / "data.yaml")
     target.mkdir(parents=True)
     used: set[Path] = set()
     for split in SPLITS:
-        folder = _split_folder(export_root, meta.get(_YAML_KEYS[split]), split)
+        folder = _split_folder(export_root, meta.get(YAML_KEYS[split]), split)
         if folder is None or folder.resolve() in used:
             if split != "test":
                 raise AcquireError(f"{export_root} has no {split}/images folder")
@@ -284,14 +219,3 @@ def _normalize(export_root: Path, target: Path, move: bool) -> tuple[str, ...]:
             shutil.copytree(folder, destination, ignore=shutil.ignore_patterns("*.cache"))
         (destination / "labels").mkdir(exist_ok=True)
     return names
-
-
-def _write_data_yaml(staged: Path, final: Path, names: tuple[str, ...]) -> None:
-    content = {
-        "path": str(final),
-        **{key: f"{split}/images" for split, key in _YAML_KEYS.items()},
-        "nc": len(names),
-        "names": list(names),
-    }
-    text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True, default_flow_style=None)
-    (staged / "data.yaml").write_text(text, encoding="utf-8")

@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,12 +26,19 @@ from typing import NamedTuple
 import albumentations as A
 import cv2
 import numpy as np
-import yaml
 
-from tasks.core.records import IMAGE_SUFFIXES, SPLITS
+from tasks.core.files import build_dir
+from tasks.core.records import SPLITS
 from tasks.data.augment_config import AugmentConfig as AugmentConfig  # re-exported
-from tasks.data.preview import count_images, format_labels, read_labels
 from tasks.data.preview import preview_grid as preview_grid  # re-exported: part of this stage's API
+from tasks.data.yolo_format import (
+    count_images,
+    data_yaml_spec,
+    format_labels,
+    list_images,
+    read_labels,
+    write_data_yaml,
+)
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +212,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def _write_data_yaml(
     root: Path, final_root: Path, splits: Sequence[str], names: Sequence[str]
 ) -> None:
-    data: dict[str, object] = {"path": str(final_root)}
-    for split in splits:
-        data["val" if split == "valid" else split] = f"{split}/images"
-    data.update(nc=len(names), names=list(names))
-    (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    write_data_yaml(root / "data.yaml", data_yaml_spec(final_root, splits, names))
 
 
 def _fill(
@@ -224,9 +226,7 @@ def _fill(
         out_images, out_labels = tmp / split / "images", tmp / split / "labels"
         out_images.mkdir(parents=True)
         out_labels.mkdir(parents=True)
-        for image in sorted((source_root / split / "images").iterdir()):
-            if image.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
+        for image in list_images(source_root / split / "images"):
             label = source_root / split / "labels" / f"{image.stem}.txt"
             _link_or_copy(image, out_images / image.name)
             if label.is_file():
@@ -276,16 +276,7 @@ def augment_dataset(
     if target_root.exists():
         log.info("augmented dataset %s exists already", target_root)
         return count_images(target_root)
-    target_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target_root.parent / f".{target_root.name}.tmp-{uuid.uuid4().hex[:12]}"
-    try:
+    # Another run of the same recipe may publish first: same recipe, same bytes.
+    with build_dir(target_root, complete="data.yaml") as tmp:
         _fill(Path(source_root), tmp, target_root, config, names)
-        try:
-            tmp.rename(target_root)
-        except OSError:
-            if not (target_root / "data.yaml").is_file():
-                raise
-            log.info("another run wrote %s first", target_root)  # same recipe, same bytes
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return count_images(target_root)

@@ -1,4 +1,4 @@
-"""YOLO label files and a preview grid of (augmented) train samples with their boxes."""
+"""A preview grid of (augmented) train samples with their boxes and letters."""
 
 from __future__ import annotations
 
@@ -11,59 +11,7 @@ import cv2
 import numpy as np
 
 from tasks.core.files import write_atomic
-from tasks.core.records import IMAGE_SUFFIXES, SPLITS
-
-
-def read_labels(path: Path) -> tuple[list[int], np.ndarray]:
-    """Read a YOLO detection label file; a missing file means a background image.
-
-    Args:
-        path: ``labels/<stem>.txt``.
-
-    Returns:
-        Class ids and boxes (N, 4) as ``cx cy w h`` normalized to the image.
-    """
-    if not path.is_file():
-        return [], np.zeros((0, 4), dtype=np.float32)
-    class_ids: list[int] = []
-    boxes: list[list[float]] = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 5:
-            raise ValueError(f"{path}:{number}: expected 'class cx cy w h', got {line!r}")
-        class_ids.append(int(fields[0]))
-        boxes.append([float(v) for v in fields[1:]])
-    return class_ids, np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-
-
-def format_labels(boxes: np.ndarray, class_ids: Sequence[int]) -> str:
-    """YOLO label text for boxes, each clipped to the image.
-
-    Args:
-        boxes: (N, 4) boxes as ``cx cy w h`` normalized to the image.
-        class_ids: Class id of each box.
-
-    Returns:
-        One ``class cx cy w h`` line per box.
-    """
-    lines = []
-    for (cx, cy, w, h), cls in zip(boxes, class_ids, strict=True):
-        x1, x2 = max(cx - w / 2, 0.0), min(cx + w / 2, 1.0)
-        y1, y2 = max(cy - h / 2, 0.0), min(cy + h / 2, 1.0)
-        lines.append(f"{cls} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}\n")
-    return "".join(lines)
-
-
-def count_images(root: Path) -> dict[str, int]:
-    """Number of images per split of a YOLO dataset folder."""
-    counts = {}
-    for split in SPLITS:
-        folder = root / split / "images"
-        if folder.is_dir():
-            counts[split] = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return counts
+from tasks.data.yolo_format import list_images, read_labels
 
 
 def _tile(image: np.ndarray, label: Path, names: Sequence[str], size: int) -> np.ndarray:
@@ -112,11 +60,7 @@ def preview_grid(
     Returns:
         ``path``.
     """
-    images = sorted(
-        p
-        for p in (Path(dataset_root) / "train" / "images").iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    images = list_images(Path(dataset_root) / "train" / "images")
     augmented = [p for p in images if "__aug" in p.stem]
     pool = augmented or images
     chosen = random.Random(seed).sample(pool, min(n, len(pool)))

@@ -9,7 +9,6 @@ the same image bytes in two splits is leakage.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,7 +20,6 @@ import cv2
 import numpy as np
 
 from tasks.core.records import SPLITS
-from tasks.data.acquire import IMAGE_SUFFIXES
 from tasks.data.validate_report import (
     DatasetInvalid,
     Problem,
@@ -29,11 +27,10 @@ from tasks.data.validate_report import (
     SizeStats,
     ValidationReport,
 )
+from tasks.data.yolo_format import is_image, label_fields, label_line_problems
 
 __all__ = ["DatasetInvalid", "Problem", "SizeStats", "ValidationReport", "validate_dataset"]
 
-MIN_SIZE = 1e-3  # boxes thinner than this fraction of the image are labelling slips
-OVERFLOW = 0.02  # how far a box may poke out of the image before it is an error
 _IGNORED_NAMES = {"data.yaml", ".gitignore", ".gitkeep"}
 # A JPEG ends with the EOI marker and a PNG with its IEND chunk; a cut-off file lacks them.
 _TRAILERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
@@ -110,15 +107,15 @@ def _sort_files(scan: _Scan) -> None:
         parts = path.relative_to(scan.root).parts
         split = parts[0] if len(parts) > 1 and parts[0] in SPLITS else None
         kind = parts[1] if split and len(parts) > 2 else None
-        is_image = path.suffix.lower() in IMAGE_SUFFIXES
+        image = is_image(path)
         if split and kind == "images":
-            if is_image:
+            if image:
                 scan.images[split].append(path)
             else:
                 scan.add("error", path, f"not an image file: {split}/images holds only images")
         elif split and kind == "labels" and path.suffix == ".txt":
             scan.labels[split][_stem_key(path, scan.root / split / "labels")] = path
-        elif is_image:
+        elif image:
             where = f"{split}/images" if split else "<split>/images"
             scan.add("error", path, f"image outside {where}: training would never see it")
         elif split:
@@ -202,10 +199,10 @@ def _check_label_file(scan: _Scan, label: Path) -> list[int]:
     classes: list[int] = []
     seen: dict[tuple[str, ...], int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
-        fields = tuple(raw.split())
+        fields = label_fields(raw)
         if not fields:
             continue
-        messages = _check_line(fields, scan.nc)
+        messages = label_line_problems(fields, scan.nc)
         for message in messages:
             scan.add("error", label, message, line=number)
         if fields in seen:
@@ -214,36 +211,6 @@ def _check_label_file(scan: _Scan, label: Path) -> list[int]:
             seen[fields] = number
             classes.append(int(float(fields[0])))
     return classes
-
-
-def _check_line(fields: tuple[str, ...], nc: int) -> list[str]:
-    """Problems with one ``class x y w h`` line; empty when it is a valid box."""
-    if len(fields) != 5:
-        return [f"expected 5 values 'class x y w h', got {len(fields)}"]
-    values: list[float] = []
-    for text in fields:
-        try:
-            values.append(float(text))
-        except ValueError:
-            return [f"not a number: {text!r}"]
-        if not math.isfinite(values[-1]):
-            return [f"not a finite number: {text!r}"]
-    class_id, x, y, w, h = values
-    problems = []
-    if not class_id.is_integer():
-        problems.append(f"class id {fields[0]} is not an integer")
-    elif not 0 <= class_id < nc:
-        problems.append(f"class id {int(class_id)} out of range 0..{nc - 1}")
-    if not (0 <= x <= 1 and 0 <= y <= 1):
-        problems.append(f"box centre ({x:g}, {y:g}) outside [0, 1]")
-    if not (0 < w <= 1 and 0 < h <= 1):
-        problems.append(f"box size {w:g}x{h:g} outside (0, 1]")
-    elif w < MIN_SIZE or h < MIN_SIZE:
-        problems.append(f"degenerate box: size {w:g}x{h:g} is almost zero")
-    overflow = max(w / 2 - x, x + w / 2 - 1, h / 2 - y, y + h / 2 - 1)
-    if not problems and overflow > OVERFLOW:
-        problems.append(f"box extends {overflow:.0%} of the image beyond its edge")
-    return problems
 
 
 def _check_duplicates(

@@ -15,10 +15,17 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-import yaml
 
-from tasks.core.files import write_atomic
-from tasks.core.records import IMAGE_SUFFIXES, LETTERS
+from tasks.core.records import LETTERS
+from tasks.data.sources import AcquireError
+from tasks.data.yolo_format import (
+    YAML_KEYS,
+    label_path,
+    list_images,
+    read_data_yaml,
+    read_label_lines,
+    write_data_yaml,
+)
 from tasks.evaluation.plots import plot_confusion, plot_samples
 from tasks.evaluation.report import CONFUSION_LABELS, EvalReport, LetterRow
 
@@ -68,11 +75,11 @@ def _split_images(data_yaml: Path, split: str) -> tuple[Path, dict[str, Any]]:
     relative to the working directory; resolving it here makes evaluation location-independent.
     """
     try:
-        spec = yaml.safe_load(data_yaml.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        spec = read_data_yaml(data_yaml)
+    except AcquireError as exc:
         raise EvaluationError(f"cannot read dataset spec {data_yaml}: {exc}") from exc
-    key = "val" if split == "valid" else split
-    if not isinstance(spec, dict) or not spec.get(key):
+    key = YAML_KEYS[split]
+    if not spec.get(key):
         raise EvaluationError(f"{data_yaml} names no '{key}' split")
     root = Path(str(spec.get("path") or "."))
     root = root if root.is_absolute() else (data_yaml.parent / root).resolve()
@@ -86,10 +93,8 @@ def _image_truths(images: list[Path]) -> list[int | None]:
     """The class of each image's (first) labelled box, ``None`` when it has no box."""
     truths: list[int | None] = []
     for image in images:
-        label = image.parent.parent / "labels" / f"{image.stem}.txt"
-        lines = label.read_text().split("\n") if label.is_file() else []
-        first = next((line.split() for line in lines if line.strip()), None)
-        truths.append(int(float(first[0])) if first else None)
+        boxes = read_label_lines(label_path(image))
+        truths.append(boxes[0].cls if boxes else None)
     return truths
 
 
@@ -166,11 +171,7 @@ def evaluate(
     if not data_yaml.is_file():
         raise EvaluationError(f"dataset spec not found: {data_yaml}")
     images_dir, spec = _split_images(data_yaml, split)
-    images = sorted(
-        p
-        for p in (images_dir.iterdir() if images_dir.is_dir() else ())
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    images = list_images(images_dir)
     if not images:
         raise EvaluationError(f"split '{split}' of {data_yaml} has no images in {images_dir}")
 
@@ -228,7 +229,7 @@ def _validator_metrics(
     # The validator gets a spec whose root is absolute and whose val split is the one asked for.
     resolved = {"path": str(images_dir.parent), "train": str(images_dir), "val": str(images_dir)}
     resolved |= {"names": spec.get("names", list(LETTERS)), "nc": len(LETTERS)}
-    data_file = write_atomic(run_dir / "data.yaml", yaml.safe_dump(resolved).encode())
+    data_file = write_data_yaml(run_dir / "data.yaml", resolved)
     try:
         metrics = model.val(
             data=str(data_file),

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from tasks.core.records import LETTERS
+from tasks.data.yolo_format import label_path, read_boxes_xyxy
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -31,27 +32,6 @@ class BoxMetrics:
     ap50: np.ndarray  # per class in ap_class_index
     ap: np.ndarray  # mAP50-95 per class in ap_class_index
     ap_class_index: np.ndarray
-
-
-def read_labels(image: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """An image's labelled boxes (xyxy pixels) and classes from its YOLO label file.
-
-    Raises:
-        ValueError: When a label line is not ``class cx cy w h``, naming the file.
-    """
-    label = image.parent.parent / "labels" / f"{image.stem}.txt"
-    boxes, classes = [], []
-    for line in label.read_text().splitlines() if label.is_file() else []:
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 5:
-            raise ValueError(f"{label}: expected 'class cx cy w h', got {line!r}")
-        cls, cx, cy, bw, bh = (float(v) for v in fields[:5])
-        cx, bw, cy, bh = cx * width, bw * width, cy * height, bh * height
-        boxes.append((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2))
-        classes.append(int(cls))
-    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -116,7 +96,7 @@ def recognizer_metrics(
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"cannot read {path} as an image")
-        true_boxes, true_cls = read_labels(path, image.shape[1], image.shape[0])
+        true_boxes, true_cls = read_boxes_xyxy(label_path(path), image.shape[1], image.shape[0])
         found = recognizer.recognize(image, conf=conf, max_det=max_det).detections
         boxes = np.asarray([(d.box.x1, d.box.y1, d.box.x2, d.box.y2) for d in found], np.float32)
         classes = np.asarray([d.class_id for d in found], np.int64)

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from tasks.core.files import write_atomic
-from tasks.core.records import IMAGE_SUFFIXES
+from tasks.data.yolo_format import is_image
 from tasks.inference.draw import draw_detections
 from tasks.inference.recognizer import Recognizer
 
@@ -68,7 +68,7 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[Skipped]]:
             continue
         path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(item)
         if path.is_dir():
-            matches = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+            matches = [p for p in path.rglob("*") if is_image(p)]
         elif path.is_file():
             matches = [path]
         else:

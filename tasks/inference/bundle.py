@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks.core.files import build_dir
 from tasks.inference.crop_classifier import CLASSIFIER_FILES
 
 CLASSIFIER_WEIGHTS = "classifier.pt"
@@ -41,9 +41,7 @@ def assemble(
     Returns:
         ``target``.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with build_dir(target, replace=True) as staged:
         if detector_int8 is None:
             shutil.copyfile(detector_onnx, staged / "model.onnx")
         else:
@@ -56,12 +54,6 @@ def assemble(
         if classifier_weights is not None:
             shutil.copyfile(classifier_weights, staged / CLASSIFIER_WEIGHTS)
         (staged / "metadata.json").write_text(json.dumps(two_stage_metadata(pad, mirror, members)))
-        if target.exists():
-            shutil.rmtree(target)
-        staged.rename(target)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     return target
 
 

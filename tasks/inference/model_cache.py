@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tasks.core.files import publish, staging_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -34,16 +36,14 @@ def download(uri: str, cache_dir: Path) -> Path:
         return final / marker.read_text()
     cache_dir.mkdir(parents=True, exist_ok=True)
     # A moving reference ("latest", a stage) goes to a fresh temp folder and is never reused.
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir if cacheable else None))
+    staging = staging_dir(final) if cacheable else Path(tempfile.mkdtemp(prefix=f".{key}-"))
     log.info("downloading %s (%s) to %s", uri, resolved, final if cacheable else staging)
     got = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging)))
     if not cacheable:
         return got
     relative = got.relative_to(staging).as_posix()
     (staging / marker.name).write_text(relative)
-    try:
-        # Atomic: other processes see no folder or a complete one (the marker is inside).
-        staging.rename(final)
-    except OSError:  # another process finished first; its copy is as good as ours
-        shutil.rmtree(staging, ignore_errors=True)
+    # Atomic: other processes see no folder or a complete one (the marker is inside).
+    if not publish(staging, final, complete=marker.name):
+        shutil.rmtree(staging, ignore_errors=True)  # another process's copy is as good as ours
     return final / relative

@@ -7,15 +7,14 @@ the crop dataset is built and when a detected hand is classified, hence one func
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from tasks.core.records import IMAGE_SUFFIXES, SPLITS
-from tasks.data.acquire import read_names
+from tasks.core.files import build_dir
+from tasks.core.records import SPLITS
+from tasks.data.yolo_format import label_path, list_images, read_label_lines, read_names
 
 # ultralytics' classification loader expects train/val/test folders.
 _CLS_SPLITS = {"train": "train", "valid": "val", "test": "test"}
@@ -46,25 +45,6 @@ def square_crop(
     if right - left < 2 or bottom - top < 2:
         raise ValueError(f"box {box_xyxy} leaves no pixels inside a {width}×{height} image")
     return cv2.resize(image[top:bottom, left:right], (size, size), interpolation=cv2.INTER_AREA)
-
-
-def _boxes(label_file: Path, width: int, height: int) -> list[tuple[int, tuple[float, ...]]]:
-    rows = []
-    for line in label_file.read_text().splitlines():
-        if not line.strip():
-            continue
-        fields = line.split()
-        if len(fields) < 5:
-            raise ValueError(f"{label_file}: expected 'class cx cy w h', got {line!r}")
-        cls, cx, cy, bw, bh = fields[:5]
-        cx_, cy_, bw_, bh_ = (
-            float(cx) * width,
-            float(cy) * height,
-            float(bw) * width,
-            float(bh) * height,
-        )
-        rows.append((int(cls), (cx_ - bw_ / 2, cy_ - bh_ / 2, cx_ + bw_ / 2, cy_ + bh_ / 2)))
-    return rows
 
 
 def jitter_box(
@@ -109,33 +89,24 @@ def build_crop_dataset(
     if target.exists():
         raise FileExistsError(f"{target} exists; crops are written once per dataset")
     names = read_names(dataset_root / "data.yaml")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     rng = np.random.default_rng(seed)
-    try:
+    with build_dir(target) as staged:
         for split in SPLITS:
             images = dataset_root / split / "images"
             for name in names:
                 (staged / _CLS_SPLITS[split] / name).mkdir(parents=True, exist_ok=True)
-            if not images.is_dir():
-                continue
-            for image_path in sorted(images.iterdir()):
-                if image_path.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                label = dataset_root / split / "labels" / f"{image_path.stem}.txt"
+            for image_path in list_images(images):
+                label = label_path(image_path)
                 image = cv2.imread(str(image_path))
                 if image is None or not label.is_file():
                     continue  # validation reported it; a crop set only holds usable samples
                 height, width = image.shape[:2]
                 copies, amount = (train_copies, jitter) if split == "train" else (1, 0.0)
-                for i, (cls, box) in enumerate(_boxes(label, width, height)):
+                for i, line in enumerate(read_label_lines(label)):
+                    cls, box = line.cls, line.xyxy(width, height)
                     for copy in range(copies):
                         moved = jitter_box(box, amount, rng) if amount > 0 else box
                         crop = square_crop(image, moved, pad, size)  # type: ignore[arg-type]
                         name = f"{image_path.stem}_{i}_{copy}.jpg"
                         cv2.imwrite(str(staged / _CLS_SPLITS[split] / names[cls] / name), crop)
-        staged.rename(target)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     return target

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from tasks.core.files import build_file
 
 log = logging.getLogger(__name__)
 
@@ -81,27 +82,18 @@ def _download(source: str, target: Path) -> None:
     """Fetch ``source`` (a URL or an ultralytics release name) into ``target`` atomically."""
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with build_file(target) as fetched:
         if source.lower().startswith(("http://", "https://")):
             import urllib.request
 
             with urllib.request.urlopen(source, timeout=60) as response:
-                (staged / target.name).write_bytes(response.read())
+                fetched.write_bytes(response.read())
         elif target.name in GITHUB_ASSETS_NAMES:
-            attempt_download_asset(str(staged / target.name), retry=1)
+            attempt_download_asset(str(fetched), retry=1)
         else:
             raise FileNotFoundError(f"{source!r} is no file, URL or ultralytics release name")
-        fetched = staged / target.name
         if not fetched.is_file() or fetched.stat().st_size == 0:
             raise OSError(f"nothing was downloaded for {source!r}")
-        os.replace(fetched, target)
-    finally:
-        for leftover in staged.iterdir() if staged.exists() else ():
-            leftover.unlink()
-        if staged.exists():
-            staged.rmdir()
 
 
 def _safe_name(source: str) -> str:

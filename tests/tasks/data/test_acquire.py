@@ -18,9 +18,10 @@ import yaml
 from fakes.roboflow_api import FakeRoboflow, build_export_zip
 
 from tasks.core.records import LETTERS
-from tasks.data.acquire import AcquireError, acquire, content_id, parse_source, read_names
+from tasks.data.acquire import AcquireError, acquire, content_id, parse_source
 from tasks.data.sources import mask_secret_in_logs
 from tasks.data.validate import validate_dataset
+from tasks.data.yolo_format import read_names
 
 REPO = Path(__file__).resolve().parents[3]
 SUBSET_COUNTS = {"train": 52, "valid": 26, "test": 24}

@@ -26,7 +26,7 @@ from tasks.data.augment import (
     build_transform,
     preview_grid,
 )
-from tasks.data.preview import format_labels, read_labels
+from tasks.data.yolo_format import format_labels, read_labels
 
 FAST = AugmentConfig(copies=2, workers=1)
 # The strongest settings the validators allow: the box guarantees must hold here too.

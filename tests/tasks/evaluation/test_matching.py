@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tasks.core.records import Box, Detection
-from tasks.evaluation.matching import iou_matrix, match, read_labels, recognizer_metrics
+from tasks.data.yolo_format import label_path, read_boxes_xyxy
+from tasks.evaluation.matching import iou_matrix, match, recognizer_metrics
 from tasks.inference.recognizer import Recognition
 
 
@@ -39,7 +40,7 @@ class _Oracle:
         self.current = Path()  # the image cv2.imread read last (see _run)
 
     def recognize(self, image: np.ndarray, conf: float, max_det: int) -> Recognition:
-        boxes, classes = read_labels(self.current, image.shape[1], image.shape[0])
+        boxes, classes = read_boxes_xyxy(label_path(self.current), image.shape[1], image.shape[0])
         detections = tuple(
             Detection(
                 letter="?",
@@ -90,4 +91,4 @@ def test_malformed_label_is_named(tmp_path: Path):
     label.parent.mkdir()
     label.write_text("3 0.5 0.5\n")
     with pytest.raises(ValueError, match=r"a\.txt"):
-        read_labels(image, 100, 100)
+        read_boxes_xyxy(label_path(image), 100, 100)
