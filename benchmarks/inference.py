@@ -44,9 +44,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tasks.inference.bundle import assemble, crop_settings, extra_classifiers, is_two_stage  # noqa: E402
+from tasks.inference.crop_classifier import square_crop  # noqa: E402
 from tasks.inference.export import export_onnx, quantize_int8  # noqa: E402
 from tasks.inference.recognizer import Recognizer  # noqa: E402
-from tasks.training.crops import square_crop  # noqa: E402
 
 VARIANTS = ("ultralytics_pt", "ultralytics_onnx", "recognizer_fp32", "recognizer_int8")
 TWO_STAGE = ("ultralytics_two_stage_pt", "two_stage_fp32", "two_stage_int8")

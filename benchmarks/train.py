@@ -42,8 +42,9 @@ def main() -> None:
     from flows.train import train_task
     from tasks.core.settings import get_settings
     from tasks.data.acquire import acquire
+    from tasks.data.yolo_format import count_split_images
     from tasks.training.detector import TrainConfig
-    from tasks.training.ultralytics_hooks import count_train_images, throughput
+    from tasks.training.ultralytics_hooks import throughput
 
     dataset = acquire(str(dataset_path()), home / "datasets")
     config = TrainConfig(
@@ -57,7 +58,7 @@ def main() -> None:
         device="cpu",
         overrides={"plots": False},
     )
-    n_images = int(count_train_images(dataset.data_yaml) * args.fraction)
+    n_images = int(count_split_images(dataset.data_yaml) * args.fraction)
 
     @flow(name="bench-train")
     def bench_flow() -> Path:

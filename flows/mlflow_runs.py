@@ -21,7 +21,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from tasks.core.settings import Settings
 from tasks.evaluation.report import EvalReport
-from tasks.registry.models import configure_mlflow
+from tasks.registry import tracking
 from tasks.training.detector import TrainResult
 
 # MLflow reads a tracking server's credentials from these variables. Jobs on Vertex AI get no
@@ -61,10 +61,7 @@ def load_tracking_credentials(tracking_uri: str) -> list[str]:
 def connect(settings: Settings) -> tuple[MlflowClient, str]:
     """A client for the configured tracking store and the experiment id."""
     load_tracking_credentials(settings.tracking_uri)
-    experiment_id = configure_mlflow(
-        settings.tracking_uri, settings.experiment, settings.artifact_root
-    )
-    return MlflowClient(settings.tracking_uri), experiment_id
+    return tracking.connect(settings.tracking_uri, settings.experiment, settings.artifact_root)
 
 
 @contextmanager

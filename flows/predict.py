@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.core.settings import get_settings, prepare_environment
 from tasks.inference.batch_predict import PredictReport, expand_inputs, predict_images
 from tasks.inference.recognizer import Recognizer
-from tasks.registry.models import CHAMPION, MODEL_NAME, configure_mlflow
+from tasks.registry.models import CHAMPION, MODEL_NAME
+from tasks.registry.tracking import configure_mlflow
 
 
 class PredictParams(BaseModel):

@@ -9,7 +9,6 @@ pipeline flow runs it after the data flow, nested under the pipeline's MLflow ru
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -28,10 +27,11 @@ from tasks.core.settings import get_settings, prepare_environment
 from tasks.data.acquire import localize
 from tasks.evaluation.evaluate import evaluate
 from tasks.evaluation.report import EvalReport
-from tasks.inference.bundle import CLASSIFIER_WEIGHTS, assemble, extra_classifiers, is_two_stage
+from tasks.inference.bundle import assemble, bundle_artifacts
 from tasks.inference.export import export_onnx
 from tasks.registry.int8_choice import int8_variant
-from tasks.registry.models import MODEL_NAME, decide_promotion, log_model, register
+from tasks.registry.models import log_model, model_metadata, register, version_tags
+from tasks.registry.promotion import decide_promotion, rescore_champion
 from tasks.training.classifier import ClassifierConfig, train_classifier
 from tasks.training.detector import TrainConfig, TrainResult, resolve_device, train
 
@@ -189,10 +189,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 mirror=stage2.mirror,
                 extra_classifiers=member_onnx,
             )
-            extra = {"classifier": two_stage / "classifier.onnx"}
-            extra["classifier_weights"] = two_stage / CLASSIFIER_WEIGHTS
-            for path in extra_classifiers(two_stage):
-                extra[path.stem.replace("-", "_")] = path
+            extra = bundle_artifacts(two_stage)
 
     eval_dir = result.run_dir / "evaluation"
     with mlflow_runs.run(client, experiment_id, "evaluate", parent_run_id, tags) as eval_run:
@@ -213,54 +210,26 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
                 client.log_metric(eval_run, key, value)
 
         eval_dataset_id = dataset.parent_id or dataset.id
-        model_uri = log_model(
-            train_run,
-            result.best,
-            onnx,
-            {
-                "names": list(dataset.names),
-                "imgsz": config.imgsz,
-                "dataset_id": dataset.id,
-                "eval_dataset_id": eval_dataset_id,
-                "profile": params.profile,
-                "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "metrics": metrics,
-                "started_from": {stage: w.record() for stage, w in started_from.items()},
-                **(json.loads((two_stage / "metadata.json").read_text()) if two_stage else {}),
-            },
-            int8=int8,
-            extra=extra,
-        )
-        version = register(
-            model_uri,
-            {
-                "dataset_id": dataset.id,
-                "eval_dataset_id": eval_dataset_id,
-                "profile": params.profile,
-                "train_run_id": train_run,
-                "evaluate_run_id": eval_run,
-                **{f"started_from.{stage}": w.describe() for stage, w in started_from.items()},
-                **{f"metric.{k}": str(v) for k, v in metrics.items()},
-            },
-        )
+        meta = model_metadata(
+            dataset.names, config.imgsz, dataset.id, metrics,
+            eval_dataset_id=eval_dataset_id, profile=params.profile,
+            started_from={stage: w.record() for stage, w in started_from.items()},
+            bundle=two_stage,
+        )  # fmt: skip
+        model_uri = log_model(train_run, result.best, onnx, meta, int8=int8, extra=extra)
+        tags = version_tags(
+            dataset.id, params.profile, train_run, eval_run, metrics,
+            eval_dataset_id=eval_dataset_id,
+            started_from={stage: w.describe() for stage, w in started_from.items()},
+        )  # fmt: skip
+        version = register(model_uri, tags)
 
         def rescore(champion: ModelVersion) -> float:
             # The champion was scored on other test data: score it again on ours.
-            import mlflow
-
-            folder = Path(
-                mlflow.artifacts.download_artifacts(
-                    f"models:/{MODEL_NAME}/{champion.version}", tracking_uri=settings.tracking_uri
-                )
-            )
-            artifacts = next(folder.rglob("metadata.json")).parent
-            # A two-stage champion is its folder; a detector is scored from its weights.
-            weights = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))
-            out = eval_dir / f"champion-v{champion.version}"
-            device = resolve_device(config.device)
-            champion_size = int(json.loads((artifacts / "metadata.json").read_text())["imgsz"])
-            report = evaluate(weights, dataset.data_yaml, "test", out, champion_size, device)
-            return report.metrics_dict().get(params.gate.metric, float("nan"))
+            return rescore_champion(
+                champion, dataset.data_yaml, eval_dir, params.gate.metric,
+                resolve_device(config.device), settings.tracking_uri,
+            )  # fmt: skip
 
         decision = decide_promotion(
             version,

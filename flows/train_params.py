@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.records import DatasetRef, ModelVersion
 from tasks.registry.int8_choice import INT8_TOLERANCE
-from tasks.registry.models import PromotionDecision
+from tasks.registry.promotion import PromotionDecision
 from tasks.training.detector import TrainConfig
 from tasks.training.profiles import get_profile
 

@@ -103,16 +103,6 @@ def check_tracking(tracking_uri: str, timeout: float = 3.0) -> None:
             raise ModelUnavailable("no_models", f"There is no MLflow store at {path} yet.")
 
 
-def client_for(tracking_uri: str) -> Any:
-    """An ``MlflowClient`` for the tracking store and its registry (the same URI)."""
-    import mlflow
-
-    # Recognizer.load downloads models:/ URIs through mlflow's process-wide URIs.
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
 def list_versions(client: Any, name: str = MODEL_NAME) -> list[VersionSummary]:
     """All versions of ``name``, newest first (empty when the model is not registered)."""
     from mlflow.exceptions import MlflowException

@@ -12,8 +12,9 @@ import streamlit as st
 
 from tasks.core.settings import get_settings
 from tasks.inference.recognizer import Recognizer
+from tasks.registry.tracking import client_for
 from ui.app_settings import get_ui_settings
-from ui.model_info import ModelDetails, ModelUnavailable, check_tracking, client_for, resolve
+from ui.model_info import ModelDetails, ModelUnavailable, check_tracking, resolve
 
 VERSION_KEY = "model_version"  # session_state: the version picked on the model page, or absent
 

@@ -231,6 +231,29 @@ def read_names(data_yaml: Path) -> tuple[str, ...]:
     return tuple(str(name) for name in names)
 
 
+def split_images(data_yaml: Path, split: str) -> tuple[Path, dict[str, Any]]:
+    """The split's image folder and the yaml's contents, with the dataset root made absolute.
+
+    ``path: .`` in a Roboflow export means "next to data.yaml", but ultralytics would read it
+    relative to the working directory; resolving it here makes evaluation location-independent.
+    """
+    spec = read_data_yaml(data_yaml)
+    key = YAML_KEYS[split]
+    if not spec.get(key):
+        raise AcquireError(f"{data_yaml} names no '{key}' split")
+    root = Path(str(spec.get("path") or "."))
+    root = root if root.is_absolute() else (data_yaml.parent / root).resolve()
+    images = root / str(spec[key])
+    if not images.exists() and str(spec[key]).startswith("../"):
+        images = root / str(spec[key])[3:]  # Roboflow writes ../test/images; ultralytics copes too
+    return images.resolve(), spec
+
+
+def count_split_images(data_yaml: Path, split: str = "train") -> int:
+    """Number of images in the split that ``data_yaml`` names."""
+    return len(list_images(split_images(data_yaml, split)[0]))
+
+
 def data_yaml_spec(
     root: Path | str, splits: Mapping[str, str] | Iterable[str], names: Sequence[str]
 ) -> dict[str, Any]:

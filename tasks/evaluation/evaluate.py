@@ -19,11 +19,10 @@ import numpy as np
 from tasks.core.records import LETTERS
 from tasks.data.sources import AcquireError
 from tasks.data.yolo_format import (
-    YAML_KEYS,
     label_path,
     list_images,
-    read_data_yaml,
     read_label_lines,
+    split_images,
     write_data_yaml,
 )
 from tasks.evaluation.plots import plot_confusion, plot_samples
@@ -66,27 +65,6 @@ def _top_letters(
     if len(tops) != len(images):
         raise EvaluationError(f"predicted {len(tops)} of {len(images)} images with {weights}")
     return tops
-
-
-def _split_images(data_yaml: Path, split: str) -> tuple[Path, dict[str, Any]]:
-    """The split's image folder and the yaml's contents, with the dataset root made absolute.
-
-    ``path: .`` in a Roboflow export means "next to data.yaml", but ultralytics would read it
-    relative to the working directory; resolving it here makes evaluation location-independent.
-    """
-    try:
-        spec = read_data_yaml(data_yaml)
-    except AcquireError as exc:
-        raise EvaluationError(f"cannot read dataset spec {data_yaml}: {exc}") from exc
-    key = YAML_KEYS[split]
-    if not spec.get(key):
-        raise EvaluationError(f"{data_yaml} names no '{key}' split")
-    root = Path(str(spec.get("path") or "."))
-    root = root if root.is_absolute() else (data_yaml.parent / root).resolve()
-    images = root / str(spec[key])
-    if not images.exists() and str(spec[key]).startswith("../"):
-        images = root / str(spec[key])[3:]  # Roboflow writes ../test/images; ultralytics copes too
-    return images.resolve(), spec
 
 
 def _image_truths(images: list[Path]) -> list[int | None]:
@@ -170,7 +148,10 @@ def evaluate(
         raise EvaluationError(f"weights not found: {weights}")
     if not data_yaml.is_file():
         raise EvaluationError(f"dataset spec not found: {data_yaml}")
-    images_dir, spec = _split_images(data_yaml, split)
+    try:
+        images_dir, spec = split_images(data_yaml, split)
+    except AcquireError as exc:
+        raise EvaluationError(str(exc)) from exc
     images = list_images(images_dir)
     if not images:
         raise EvaluationError(f"split '{split}' of {data_yaml} has no images in {images_dir}")

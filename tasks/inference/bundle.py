@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.core.files import build_dir
-from tasks.inference.crop_classifier import CLASSIFIER_FILES
+from tasks.inference.crop_classifier import CLASSIFIER_ONNX
 
 CLASSIFIER_WEIGHTS = "classifier.pt"
 
@@ -46,8 +46,8 @@ def assemble(
             shutil.copyfile(detector_onnx, staged / "model.onnx")
         else:
             shutil.copyfile(detector_int8, staged / "model.int8.onnx")
-        shutil.copyfile(classifier_onnx, staged / CLASSIFIER_FILES["onnx"])
-        members = [CLASSIFIER_FILES["onnx"]]
+        shutil.copyfile(classifier_onnx, staged / CLASSIFIER_ONNX)
+        members = [CLASSIFIER_ONNX]
         for i, extra in enumerate(extra_classifiers, start=1):
             members.append(f"classifier-{i}.onnx")
             shutil.copyfile(extra, staged / members[-1])
@@ -59,11 +59,11 @@ def assemble(
 
 def is_two_stage(folder: Path) -> bool:
     """True when ``folder`` holds a letter classifier beside its detector."""
-    return any((folder / name).is_file() for name in CLASSIFIER_FILES.values())
+    return (folder / CLASSIFIER_ONNX).is_file()
 
 
 def two_stage_metadata(
-    pad: float, mirror: bool = False, classifiers: Sequence[str] = (CLASSIFIER_FILES["onnx"],)
+    pad: float, mirror: bool = False, classifiers: Sequence[str] = (CLASSIFIER_ONNX,)
 ) -> dict[str, object]:
     """The metadata keys that tell the recognizer how to run a two-stage model."""
     meta: dict[str, object] = {"two_stage": True, "crop_pad": pad, "crop_mirror": mirror}
@@ -82,3 +82,14 @@ def crop_settings(folder: Path) -> tuple[float, bool]:
     """The crop margin and mirror setting a two-stage ``folder`` records (see :func:`assemble`)."""
     meta = json.loads((folder / "metadata.json").read_text())
     return float(meta["crop_pad"]), bool(meta.get("crop_mirror", False))
+
+
+def bundle_artifacts(folder: Path) -> dict[str, Path]:
+    """The files of a two-stage ``folder`` logged beside the detector, by artifact name."""
+    artifacts = {
+        "classifier": folder / CLASSIFIER_ONNX,
+        "classifier_weights": folder / CLASSIFIER_WEIGHTS,
+    }
+    for path in extra_classifiers(folder):
+        artifacts[path.stem.replace("-", "_")] = path
+    return artifacts

@@ -2,7 +2,7 @@
 
 A two-stage model is a one-class hand detector (``model.onnx``) plus an ultralytics ``-cls``
 letter classifier (``classifier.onnx``) in the same folder. The recognizer runs the detector,
-then this classifier on :func:`tasks.training.crops.square_crop` of each hand, so the letters,
+then this classifier on :func:`square_crop` of each hand, so the letters,
 boxes and confidences it returns look exactly like a 26-class detector's.
 """
 
@@ -17,13 +17,39 @@ import numpy as np
 
 from tasks.core.records import Box, Detection
 from tasks.inference.runtime import open_session
-from tasks.training.crops import DEFAULT_PAD, square_crop
 
-CLASSIFIER_FILES = {"onnx": "classifier.onnx", "int8": "classifier.int8.onnx"}
+CLASSIFIER_ONNX = "classifier.onnx"  # the (first) letter classifier of a two-stage folder
 LETTERS_PER_HAND = 5  # per-class results (as a detector's NMS keeps) feed mAP; the app asks for 1
 # A 128-px classifier runs faster on one thread than on two (1.3 against 1.9 ms on the 2-core
 # dev box, idle): handing its small convolutions to a second thread costs more than it saves.
 THREADS = 1
+DEFAULT_PAD = 0.2  # margin around a hand box, as a fraction of its longer side
+
+
+def square_crop(
+    image: np.ndarray, box_xyxy: tuple[float, float, float, float], pad: float, size: int
+) -> np.ndarray:
+    """Cut a square around a box, padded by ``pad`` of its longer side, resized to ``size``.
+
+    Args:
+        image: BGR image (H, W, 3).
+        box_xyxy: Box corners in pixels.
+        pad: Extra margin as a fraction of the box's longer side (context around the hand).
+        size: Output side in pixels.
+
+    Returns:
+        A ``size``×``size`` BGR crop; parts outside the image are clipped, not padded, so the
+        classifier never sees artificial borders.
+    """
+    x0, y0, x1, y1 = box_xyxy
+    height, width = image.shape[:2]
+    side = max(x1 - x0, y1 - y0) * (1 + pad)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    right, bottom = int(min(width, cx + side / 2)), int(min(height, cy + side / 2))
+    if right - left < 2 or bottom - top < 2:
+        raise ValueError(f"box {box_xyxy} leaves no pixels inside a {width}×{height} image")
+    return cv2.resize(image[top:bottom, left:right], (size, size), interpolation=cv2.INTER_AREA)
 
 
 class CropClassifier:
@@ -43,7 +69,7 @@ class CropClassifier:
         """Open ``path`` (an ultralytics ``-cls`` ONNX export; its output is softmaxed).
 
         Args:
-            path: ``classifier.onnx`` or ``classifier.int8.onnx``; or several exports over
+            path: ``classifier.onnx``; or several exports over
                 the same letters, whose probabilities are averaged (an ensemble of classifiers
                 trained apart: steadier confidences, so boxes rank better, at one run per
                 member; benchmarks/TRIALS.md, trial 21). Each member reads the crop at its own

@@ -8,20 +8,25 @@ ultralytics when a model has no ONNX export.
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 
-from tasks.core.records import LETTERS, Detection, Record
-from tasks.inference.crop_classifier import CLASSIFIER_FILES, LETTERS_PER_HAND, CropClassifier
+from tasks.core.records import Detection, Record
+from tasks.inference.backends import (
+    Format,
+    classifier_beside,
+    onnx_backend,
+    pick_model_file,
+    torch_backend,
+)
+from tasks.inference.crop_classifier import LETTERS_PER_HAND, CropClassifier
 from tasks.inference.model_cache import download
 from tasks.inference.runtime import MAX_THREADS, open_session  # noqa: F401  (MAX_THREADS re-exported)
 from tasks.inference.yolo_decode import (  # noqa: F401  (re-exported: the recognizer's public helpers)
@@ -33,17 +38,8 @@ from tasks.inference.yolo_decode import (  # noqa: F401  (re-exported: the recog
     preprocess,
     unletterbox,
 )
-from tasks.training.crops import DEFAULT_PAD
 
 log = logging.getLogger(__name__)
-
-Format = Literal["onnx", "int8", "pt"]
-_FILES = {"onnx": "model.onnx", "int8": "model.int8.onnx", "pt": "best.pt"}
-_FALLBACK: dict[str, tuple[Format, ...]] = {
-    "onnx": ("onnx", "int8", "pt"),
-    "int8": ("int8", "onnx", "pt"),
-    "pt": ("pt", "onnx", "int8"),
-}
 
 
 class ModelSource(Record):
@@ -142,16 +138,16 @@ class Recognizer:
             if "://" not in uri and ":/" not in uri:
                 raise FileNotFoundError(f"no model at {uri}")
             local = download(uri, cache_dir or Path.home() / ".cache" / "fingerspell" / "models")
-        path, fmt, meta = _pick(local, prefer)
-        classifier = _classifier(path, meta, prefer)
+        path, fmt, meta = pick_model_file(local, prefer)
+        classifier = classifier_beside(path, meta)
         if classifier is not None:
             meta = {**meta, "names": ["hand"]}  # the detector finds hands; letters come after
         if fmt == "pt":
             if prefer != "pt":
                 log.info("no ONNX export found, using PyTorch weights %s", path)
-            infer, size, names = _torch_backend(path, meta, threads)
+            infer, size, names = torch_backend(path, meta, threads)
         else:
-            infer, size, names, fmt = _onnx_backend(path, meta, threads, spin)
+            infer, size, names, fmt = onnx_backend(path, meta, threads, spin)
         source = ModelSource(
             uri=uri, path=path, format=fmt, classifier=classifier.path if classifier else None
         )
@@ -222,103 +218,3 @@ class Recognizer:
             scratch.canvas = np.empty((h, w, 3), np.uint8)
             scratch.tensor = np.empty((1, 3, h, w), np.float32)
         return preprocess(image, self.input_size, scratch.canvas, scratch.tensor)
-
-
-def _pick(local: Path, prefer: Format) -> tuple[Path, Format, dict[str, Any]]:
-    """Choose the model file of a path, its format and any metadata.json beside it."""
-    if local.is_file():
-        fmt: Format = "pt" if local.suffix == ".pt" else "onnx"
-        return local, fmt, _read_metadata(local.parent / "metadata.json")
-    for folder in (local / "artifacts", local):
-        for fmt in _FALLBACK[prefer]:
-            candidate = folder / _FILES[fmt]
-            if candidate.is_file():
-                return candidate, fmt, _read_metadata(folder / "metadata.json")
-    raise FileNotFoundError(f"no model.onnx, model.int8.onnx or best.pt in {local}")
-
-
-def _classifier(detector: Path, meta: dict[str, Any], prefer: Format) -> CropClassifier | None:
-    """The letter classifier beside a detector, if the model is two-stage."""
-    folder = detector.parent
-    order = ("int8", "onnx") if prefer == "int8" else ("onnx", "int8")
-    pad, mirror = float(meta.get("crop_pad", DEFAULT_PAD)), bool(meta.get("crop_mirror", False))
-    members = meta.get("classifiers")
-    if members:  # an ensemble: every member fp32, as assembled
-        paths = [folder / str(name) for name in members]
-        missing = [path.name for path in paths if not path.is_file()]
-        if missing:
-            raise FileNotFoundError(f"two-stage model in {folder} lacks {', '.join(missing)}")
-        return CropClassifier(paths, pad, mirror=mirror)
-    for kind in order:
-        candidate = folder / CLASSIFIER_FILES[kind]
-        if candidate.is_file():
-            return CropClassifier(candidate, pad, mirror=mirror)
-    if meta.get("two_stage"):
-        raise FileNotFoundError(f"two-stage model in {folder} has no classifier.onnx")
-    return None
-
-
-def _read_metadata(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _names(meta: dict[str, Any], nc: int | None) -> tuple[str, ...]:
-    names = meta.get("names")
-    if isinstance(names, dict):  # ultralytics keeps {id: name}
-        names = [names[k] for k in sorted(names, key=int)]
-    if names is None and nc in (None, len(LETTERS)):
-        names = LETTERS
-    if names is None or nc not in (None, len(names)):
-        raise ValueError(f"model has {nc} classes but its metadata names {names!r}")
-    return tuple(str(n) for n in names)
-
-
-def _size(imgsz: Any) -> tuple[int, int]:
-    if isinstance(imgsz, int):
-        return imgsz, imgsz
-    h, w = imgsz
-    return int(h), int(w)
-
-
-def _onnx_backend(
-    path: Path, meta: dict[str, Any], threads: int | None, spin: bool
-) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int], tuple[str, ...], Format]:
-    session = open_session(path, threads, spin)
-    embedded = session.get_modelmeta().custom_metadata_map
-    merged = {k: ast.literal_eval(v) for k, v in embedded.items() if k in ("names", "imgsz")}
-    merged.update(meta)
-    model_input, model_output = session.get_inputs()[0], session.get_outputs()[0]
-    height, width = model_input.shape[2:]
-    # A static export dictates its input size; a dynamic one runs at the size it was made for.
-    static = isinstance(height, int) and isinstance(width, int)
-    size = (height, width) if static else _size(merged.get("imgsz", 640))
-    channels = model_output.shape[1]
-    names = _names(merged, channels - 4 if isinstance(channels, int) else None)
-    quantized = embedded.get("quantization") == "int8" or path.name.endswith(".int8.onnx")
-    input_name = model_input.name
-
-    def infer(tensor: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: tensor})[0]
-
-    return infer, size, names, "int8" if quantized else "onnx"
-
-
-def _torch_backend(
-    path: Path, meta: dict[str, Any], threads: int | None
-) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int], tuple[str, ...]]:
-    import torch
-    from ultralytics import YOLO
-
-    if threads:
-        torch.set_num_threads(threads)
-    model = YOLO(str(path)).model.float().eval()
-    merged = {"names": model.names, "imgsz": model.args.get("imgsz", 640), **meta}
-    model = model.fuse(verbose=False)
-    lock = threading.Lock()
-
-    def infer(tensor: np.ndarray) -> np.ndarray:
-        with lock, torch.inference_mode():
-            out = model(torch.from_numpy(tensor))
-        return (out[0] if isinstance(out, list | tuple) else out).numpy()
-
-    return infer, _size(merged["imgsz"]), _names(merged, len(model.names))

@@ -1,24 +1,20 @@
-"""MLflow naming, model logging and the promotion gate.
+"""MLflow naming, model logging and registration.
 
-Every trained model is registered as a new version of ``asl-detector``. The alias
-``champion`` moves only when the candidate beats the current champion, on the same test
-data, by a margin; otherwise the candidate gets ``challenger``. A candidate without a valid
-score never moves an alias.
+Every trained model is logged as a pyfunc model and registered as a new version of
+``asl-detector``; :mod:`tasks.registry.promotion` decides which alias it gets.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from tasks.core.records import ModelVersion
 
@@ -30,43 +26,6 @@ CHALLENGER = "challenger"
 ARTIFACT_NAME = "model"
 
 _SERVING_PACKAGES = ("numpy", "pandas", "opencv-python-headless", "onnxruntime", "pydantic")
-
-
-class PromotionDecision(BaseModel):
-    """What the gate decided and why; recorded on the run and the model version."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    version: str
-    alias: str | None
-    promoted: bool
-    metric: str
-    candidate_score: float | None
-    champion_version: str | None = None
-    champion_score: float | None = None
-    margin: float
-    reason: str
-
-
-def configure_mlflow(tracking_uri: str, experiment: str, artifact_root: str | None) -> str:
-    """Point MLflow at the tracking store and make sure the experiment exists.
-
-    The experiment gets an explicit artifact location: MLflow 3 with a sqlite store would
-    otherwise put artifacts relative to the working directory.
-
-    Returns:
-        The experiment id.
-    """
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    client = mlflow.MlflowClient()
-    existing = client.get_experiment_by_name(experiment)
-    if existing is not None:
-        return existing.experiment_id
-    location = f"{artifact_root.rstrip('/')}/{experiment}" if artifact_root else None
-    return client.create_experiment(experiment, artifact_location=location)
 
 
 @contextmanager
@@ -179,90 +138,46 @@ def get_version(alias: str, name: str = MODEL_NAME) -> ModelVersion | None:
     )
 
 
-def _valid(score: float | None) -> bool:
-    return score is not None and math.isfinite(score)
+def model_metadata(
+    names: Sequence[str],
+    imgsz: int,
+    dataset_id: str,
+    metrics: Mapping[str, float],
+    *,
+    eval_dataset_id: str | None = None,
+    profile: str | None = None,
+    started_from: Mapping[str, Mapping[str, Any]] | None = None,
+    bundle: Path | None = None,
+) -> dict[str, Any]:
+    """The ``metadata.json`` of a logged model (a two-stage ``bundle`` adds its own keys)."""
+    meta: dict[str, Any] = {"names": list(names), "imgsz": imgsz, "dataset_id": dataset_id}
+    if eval_dataset_id is not None:
+        meta["eval_dataset_id"] = eval_dataset_id
+    if profile is not None:
+        meta["profile"] = profile
+    meta["trained_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    meta["metrics"] = dict(metrics)
+    if started_from is not None:
+        meta["started_from"] = {stage: dict(record) for stage, record in started_from.items()}
+    if bundle is not None:
+        meta |= json.loads((bundle / "metadata.json").read_text())
+    return meta
 
 
-def decide_promotion(
-    candidate: ModelVersion,
-    candidate_score: float | None,
-    eval_dataset_id: str,
-    metric: str,
-    margin: float,
-    rescore: Callable[[ModelVersion], float],
-    name: str = MODEL_NAME,
-) -> PromotionDecision:
-    """Move ``champion`` to the candidate only if it is better; record the decision.
-
-    The champion's score is taken from its tags when it was evaluated on the same test
-    data (``eval_dataset_id``); otherwise ``rescore`` evaluates it on that data now.
-
-    Args:
-        candidate: The freshly registered version.
-        candidate_score: Its score on ``metric`` (None or NaN: evaluation failed).
-        eval_dataset_id: Id of the dataset whose test split produced the score.
-        metric: Name of the compared metric (e.g. ``test_map50``); higher is better.
-        margin: How much the candidate must beat the champion by.
-        rescore: Scores a version on the candidate's test data.
-        name: Registered model name.
-
-    Returns:
-        The decision, also written as tags on the candidate version.
-    """
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    if not _valid(candidate_score):
-        decision = PromotionDecision(
-            version=candidate.version,
-            alias=None,
-            promoted=False,
-            metric=metric,
-            candidate_score=None,
-            margin=margin,
-            reason="candidate has no valid score; aliases left as they were",
-        )
-        _record(client, name, decision)
-        return decision
-
-    champion = get_version(CHAMPION, name)
-    champion_score: float | None = None
-    if champion is not None:
-        champ_mv = client.get_model_version(name, champion.version)
-        same_data = champ_mv.tags.get("eval_dataset_id") == eval_dataset_id
-        stored = champion.metrics.get(metric)
-        champion_score = stored if same_data and _valid(stored) else float(rescore(champion))
-
-    if champion is None:
-        promoted, reason = True, "first model: becomes champion"
-    elif not _valid(champion_score):
-        promoted, reason = True, f"champion v{champion.version} could not be scored"
-    elif candidate_score > champion_score + margin:
-        promoted = True
-        reason = f"{metric} {candidate_score:.4f} > champion {champion_score:.4f} + {margin}"
-    else:
-        promoted = False
-        reason = f"{metric} {candidate_score:.4f} <= champion {champion_score:.4f} + {margin}"
-
-    alias = CHAMPION if promoted else CHALLENGER
-    client.set_registered_model_alias(name, alias, candidate.version)
-    decision = PromotionDecision(
-        version=candidate.version,
-        alias=alias,
-        promoted=promoted,
-        metric=metric,
-        candidate_score=candidate_score,
-        champion_version=champion.version if champion else None,
-        champion_score=champion_score if _valid(champion_score) else None,
-        margin=margin,
-        reason=reason,
-    )
-    _record(client, name, decision)
-    log.info("promotion: v%s -> %s (%s)", candidate.version, alias, reason)
-    return decision
-
-
-def _record(client: Any, name: str, decision: PromotionDecision) -> None:
-    for key, value in decision.model_dump().items():
-        if value is not None:
-            client.set_model_version_tag(name, decision.version, f"promotion.{key}", str(value))
+def version_tags(
+    dataset_id: str,
+    profile: str,
+    train_run_id: str,
+    evaluate_run_id: str,
+    metrics: Mapping[str, float],
+    *,
+    eval_dataset_id: str | None = None,
+    started_from: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The tags of a registered version, which the app's model page and the gate read."""
+    tags = {"dataset_id": dataset_id}
+    if eval_dataset_id is not None:
+        tags["eval_dataset_id"] = eval_dataset_id
+    tags |= {"profile": profile, "train_run_id": train_run_id, "evaluate_run_id": evaluate_run_id}
+    tags |= {f"started_from.{stage}": text for stage, text in (started_from or {}).items()}
+    return tags | {f"metric.{k}": str(v) for k, v in metrics.items()}

@@ -14,15 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks.core.files import write_atomic
 from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.crops import build_crop_dataset
-from tasks.training.detector import TrainResult
+from tasks.training.detector import TrainResult, finish_run, reuse_finished
 from tasks.training.ultralytics_hooks import (
     MlflowLogger,
     quiet_ultralytics,
-    throughput,
     usable_checkpoint,
 )
 from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
@@ -74,10 +72,9 @@ def train_classifier(
         )
     start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
     run_dir = runs_dir / config.key(dataset_id, start.sha256)
-    weights, done = run_dir / "weights", run_dir / DONE_MARKER
-    if done.exists() and (weights / "best.pt").exists():
-        log.info("classifier %s already trained; reusing it", run_dir.name)
-        return TrainResult.model_validate_json(done.read_text())
+    weights = run_dir / "weights"
+    if (finished := reuse_finished(run_dir, DONE_MARKER)) is not None:
+        return finished
 
     resumed = usable_checkpoint(weights / "last.pt")
     if resumed:
@@ -114,20 +111,9 @@ def train_classifier(
     started = time.time()
     model.train(**kwargs)
     n_train = sum(1 for p in (crops / "train").rglob("*.jpg"))
-    epochs, seconds, rate = throughput(run_dir, n_train)
-    best = weights / "best.pt" if (weights / "best.pt").exists() else weights / "last.pt"
     top1 = float(getattr(model.trainer, "metrics", {}).get("metrics/accuracy_top1", float("nan")))
-    result = TrainResult(
-        run_dir=run_dir,
-        best=best,
-        last=weights / "last.pt",
-        epochs_completed=epochs,
-        resumed=resumed,
-        train_seconds=seconds or time.time() - started,
-        images_per_second=rate * config.fraction,
-        metrics={"valid_crop_top1": top1} if top1 == top1 else {},
-        started_from=start,
-        transferred=transferred.count if transferred else None,
-    )
-    write_atomic(done, result.model_dump_json(indent=2))
-    return result
+    metrics = {"valid_crop_top1": top1} if top1 == top1 else {}
+    return finish_run(
+        run_dir, n_train, config.fraction, resumed, metrics, start, transferred,
+        fallback_seconds=time.time() - started, marker=DONE_MARKER,
+    )  # fmt: skip

@@ -7,8 +7,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.inference.crop_classifier import DEFAULT_PAD
 from tasks.training import architectures
-from tasks.training.crops import DEFAULT_PAD
 
 
 class ClassifierConfig(BaseModel):

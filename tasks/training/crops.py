@@ -15,36 +15,10 @@ import numpy as np
 from tasks.core.files import build_dir
 from tasks.core.records import SPLITS
 from tasks.data.yolo_format import label_path, list_images, read_label_lines, read_names
+from tasks.inference.crop_classifier import DEFAULT_PAD, square_crop
 
 # ultralytics' classification loader expects train/val/test folders.
 _CLS_SPLITS = {"train": "train", "valid": "val", "test": "test"}
-DEFAULT_PAD = 0.2
-
-
-def square_crop(
-    image: np.ndarray, box_xyxy: tuple[float, float, float, float], pad: float, size: int
-) -> np.ndarray:
-    """Cut a square around a box, padded by ``pad`` of its longer side, resized to ``size``.
-
-    Args:
-        image: BGR image (H, W, 3).
-        box_xyxy: Box corners in pixels.
-        pad: Extra margin as a fraction of the box's longer side (context around the hand).
-        size: Output side in pixels.
-
-    Returns:
-        A ``size``×``size`` BGR crop; parts outside the image are clipped, not padded, so the
-        classifier never sees artificial borders.
-    """
-    x0, y0, x1, y1 = box_xyxy
-    height, width = image.shape[:2]
-    side = max(x1 - x0, y1 - y0) * (1 + pad)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-    right, bottom = int(min(width, cx + side / 2)), int(min(height, cy + side / 2))
-    if right - left < 2 or bottom - top < 2:
-        raise ValueError(f"box {box_xyxy} leaves no pixels inside a {width}×{height} image")
-    return cv2.resize(image[top:bottom, left:right], (size, size), interpolation=cv2.INTER_AREA)
 
 
 def jitter_box(

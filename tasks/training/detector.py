@@ -15,12 +15,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.core.files import write_atomic
+from tasks.data.yolo_format import count_split_images
 from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.ultralytics_hooks import (
     MlflowLogger,
     clean_metrics,
-    count_train_images,
     quiet_ultralytics,
     throughput,
     usable_checkpoint,
@@ -164,6 +164,45 @@ class TrainResult(BaseModel):
     )
 
 
+def reuse_finished(run_dir: Path, marker: str = DONE_MARKER) -> TrainResult | None:
+    """The result of a training of ``run_dir`` that finished before (``marker`` written)."""
+    done = run_dir / marker
+    if done.exists() and (run_dir / "weights" / "best.pt").exists():
+        log.info("training %s already finished; reusing its best.pt", run_dir.name)
+        return TrainResult.model_validate_json(done.read_text())
+    return None
+
+
+def finish_run(
+    run_dir: Path,
+    n_train: int,
+    fraction: float,
+    resumed: bool,
+    metrics: dict[str, float],
+    start: StartingWeights,
+    transferred: Any,
+    fallback_seconds: float | None = None,
+    marker: str = DONE_MARKER,
+) -> TrainResult:
+    """Collect what a training left in ``run_dir`` and mark it finished (for reuse)."""
+    weights = run_dir / "weights"
+    epochs, seconds, rate = throughput(run_dir, n_train)
+    result = TrainResult(
+        run_dir=run_dir,
+        best=weights / "best.pt" if (weights / "best.pt").exists() else weights / "last.pt",
+        last=weights / "last.pt",
+        epochs_completed=epochs,
+        resumed=resumed,
+        train_seconds=seconds if fallback_seconds is None else seconds or fallback_seconds,
+        images_per_second=rate * fraction,
+        metrics=metrics,
+        started_from=start,
+        transferred=transferred.count if transferred else None,
+    )
+    write_atomic(run_dir / marker, result.model_dump_json(indent=2))
+    return result
+
+
 def resolve_device(device: str) -> str:
     """Turn ``auto`` into the first GPU when one is present, else ``cpu``."""
     if device != "auto":
@@ -203,10 +242,8 @@ def train(
     start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
     run_dir = runs_dir / config.key(dataset_id, start.sha256)
     weights = run_dir / "weights"
-    done = run_dir / DONE_MARKER
-    if done.exists() and (weights / "best.pt").exists():
-        log.info("training %s already finished; reusing %s", run_dir.name, weights / "best.pt")
-        return TrainResult.model_validate_json(done.read_text())
+    if (finished := reuse_finished(run_dir)) is not None:
+        return finished
 
     resumed = usable_checkpoint(weights / "last.pt")
     if resumed:
@@ -230,20 +267,6 @@ def train(
         MlflowLogger(mlflow_run_id).attach(model)
 
     model.train(**kwargs)
-    trainer = model.trainer
-    epochs, seconds, rate = throughput(run_dir, count_train_images(data_yaml))
-    best = weights / "best.pt" if (weights / "best.pt").exists() else weights / "last.pt"
-    result = TrainResult(
-        run_dir=run_dir,
-        best=best,
-        last=weights / "last.pt",
-        epochs_completed=epochs,
-        resumed=resumed,
-        train_seconds=seconds,
-        images_per_second=rate * config.fraction,
-        metrics=clean_metrics(getattr(trainer, "metrics", None) or {}),
-        started_from=start,
-        transferred=transferred.count if transferred else None,
-    )
-    write_atomic(done, result.model_dump_json(indent=2))
-    return result
+    metrics = clean_metrics(getattr(model.trainer, "metrics", None) or {})
+    n_train = count_split_images(data_yaml, "train")
+    return finish_run(run_dir, n_train, config.fraction, resumed, metrics, start, transferred)

@@ -103,16 +103,6 @@ def throughput(run_dir: Path, n_train_images: int) -> tuple[int, float, float]:
     return epochs, seconds, (epochs * n_train_images / seconds) if seconds else 0.0
 
 
-def count_train_images(data_yaml: Path) -> int:
-    """Number of images in the train split that ``data_yaml`` names."""
-    import yaml
-
-    spec = yaml.safe_load(data_yaml.read_text())
-    root = Path(spec.get("path") or data_yaml.parent)
-    folder = root / spec["train"] if not Path(spec["train"]).is_absolute() else Path(spec["train"])
-    return sum(1 for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-
-
 def usable_checkpoint(path: Path) -> bool:
     """True if ``path`` is a checkpoint to resume from; a corrupt one is set aside."""
     if not path.exists():

@@ -25,7 +25,8 @@ from flows.pipeline import PipelineParams, pipeline_flow
 from flows.train_params import GateConfig, TrainOutcome
 from tasks.core.records import LETTERS
 from tasks.data.augment import AugmentConfig
-from tasks.registry.models import CHALLENGER, CHAMPION, MODEL_NAME, decide_promotion, get_version
+from tasks.registry.models import CHALLENGER, CHAMPION, MODEL_NAME, get_version
+from tasks.registry.promotion import decide_promotion
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

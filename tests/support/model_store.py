@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from tasks.core.records import LETTERS, ModelVersion
 from tasks.evaluation.report import EvalReport
-from tasks.registry.models import CHAMPION, configure_mlflow, log_model, register
+from tasks.registry.models import CHAMPION, log_model, model_metadata, register, version_tags
+from tasks.registry.tracking import connect
 
 
 def register_model(
@@ -53,9 +51,7 @@ def register_model(
     Returns:
         The registered version.
     """
-    configure_mlflow(tracking_uri, experiment, artifact_root)
-    client = MlflowClient(tracking_uri)
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    client, experiment_id = connect(tracking_uri, experiment, artifact_root)
     tags = {"dataset_id": dataset_id, "profile": "smoke"}
     train_run = client.create_run(experiment_id, run_name="train", tags=tags).info.run_id
     eval_run = client.create_run(experiment_id, run_name="evaluate", tags=tags).info.run_id
@@ -69,32 +65,14 @@ def register_model(
             rows.write_text(json.dumps(report.per_letter_rows()))
             client.log_artifact(eval_run, str(rows))
         client.log_artifact(eval_run, str(report.confusion_png), f"evaluation/{report.split}")
-    model_uri = log_model(
-        train_run,
-        weights,
-        onnx,
-        {
-            "names": list(LETTERS),
-            "imgsz": imgsz,
-            "dataset_id": dataset_id,
-            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "metrics": metrics,
-        },
-        int8=int8,
-    )
+    meta = model_metadata(LETTERS, imgsz, dataset_id, metrics, profile="smoke")
+    model_uri = log_model(train_run, weights, onnx, meta, int8=int8)
     for run in (train_run, eval_run):
         client.set_terminated(run, "FINISHED")
-    version = register(
-        model_uri,
-        {
-            "dataset_id": dataset_id,
-            "profile": "smoke",
-            "train_run_id": train_run,
-            "evaluate_run_id": eval_run,
-            "started_from.detector": started_from,
-            **{f"metric.{k}": str(v) for k, v in metrics.items()},
-        },
+    tags = version_tags(
+        dataset_id, "smoke", train_run, eval_run, metrics, started_from={"detector": started_from}
     )
+    version = register(model_uri, tags)
     if alias is not None:
         client.set_registered_model_alias(version.name, alias, version.version)
     return version

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks.registry.tracking import client_for
 from ui.model_info import (
     ModelUnavailable,
     check_tracking,
-    client_for,
     confusion_png,
     list_versions,
     per_letter,

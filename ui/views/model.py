@@ -9,11 +9,11 @@ import streamlit as st
 
 from tasks.core.settings import get_settings
 from tasks.inference.crop_classifier import CropClassifier
+from tasks.registry.tracking import client_for
 from ui.model_info import (
     ModelUnavailable,
     VersionSummary,
     check_tracking,
-    client_for,
     confusion_png,
     list_versions,
     per_letter,

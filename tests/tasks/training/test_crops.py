@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tasks.core.records import LETTERS
-from tasks.training.crops import build_crop_dataset, square_crop
+from tasks.inference.crop_classifier import square_crop
+from tasks.training.crops import build_crop_dataset
 
 
 def test_square_crop_pads_the_longer_side_and_keeps_the_hand_centred():
