@@ -26,7 +26,7 @@ ifneq ($(wildcard $(SHARED_WEIGHTS)/*.pt),)
 export FINGERSPELL_WEIGHTS_DIR ?= $(SHARED_WEIGHTS)
 endif
 
-.PHONY: setup demo app test lint format bench serve clean
+.PHONY: setup demo app test test-fast lint format bench serve clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,12 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Lint and the unit tests only (no training, no servers): under two minutes.
+test-fast: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -69,5 +75,7 @@ bench: setup
 serve: setup
 	bash deployments/serve.sh
 
+# Every cache the project writes; never .venv.
 clean:
-	rm -rf .fingerspell .pytest_cache benchmarks/results
+	rm -rf .fingerspell .pytest_cache .ruff_cache benchmarks/results runs
+	find . -path ./.venv -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
