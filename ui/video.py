@@ -165,6 +165,17 @@ class FrameProcessor:
         return out
 
 
+def page_processor(recognizer: Recognizer) -> FrameProcessor:
+    """A fresh frame processor for a webcam page, as the app's settings ask."""
+    settings = get_ui_settings()
+    return FrameProcessor(
+        recognizer,
+        FrameStats(),
+        record_dir=settings.record_dir,
+        background=settings.background_recognition,
+    )
+
+
 def _readout(image: np.ndarray, text: str) -> None:
     """Draw ``text`` in the bottom-left corner, white on a dark band, in place."""
     h = image.shape[0]

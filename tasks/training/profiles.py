@@ -44,27 +44,22 @@ _CPU = TrainConfig(
 # The from-scratch recipe of sessions 5-10 (no weights to be had): YOLO11 at half of n's width
 # without the stride-8 head, and a 128-px yolo11n-cls classifier (100 min). Trained in full
 # (2026-12-03): valid top-1 0.84, test 0.78, test mAP50 0.88 (TRIALS.md #38).
-_SCRATCH = TrainConfig(
-    model="yolo11-hand-p45.yaml",
-    imgsz=256,
-    epochs=1000,
-    time_hours=45 / 60,
-    batch=16,
-    patience=0,
-    workers=2,
-    optimizer="AdamW",
-    overrides={"lr0": 0.002},
-    classifier=ClassifierConfig(
-        model="yolo11n-cls.yaml",
-        imgsz=128,
-        epochs=1000,
-        time_hours=100 / 60,
-        batch=32,
-        optimizer="AdamW",
-        lr0=0.002,
-        jitter=0.15,
-    ),
-    augment_copies=0,
+_SCRATCH = _CPU.model_copy(
+    update={
+        "model": "yolo11-hand-p45.yaml",
+        "weights": None,
+        "time_hours": 45 / 60,
+        "classifier": ClassifierConfig(
+            model="yolo11n-cls.yaml",
+            imgsz=128,
+            epochs=1000,
+            time_hours=100 / 60,
+            batch=32,
+            optimizer="AdamW",
+            lr0=0.002,
+            jitter=0.15,
+        ),
+    }
 )
 
 

@@ -7,10 +7,10 @@ import time
 import streamlit as st
 
 from ui.app_settings import get_ui_settings
-from ui.frame_stats import FrameStats, processed_line, video_line
+from ui.frame_stats import processed_line, video_line
 from ui.shared_model import model_or_stop
 from ui.spelling import Speller
-from ui.video import FrameProcessor
+from ui.video import FrameProcessor, page_processor
 from ui.webcam import webcam
 
 REFRESH_SECONDS = 1.0  # how often the readout polls the callback's results while streaming
@@ -23,12 +23,7 @@ state = st.session_state
 if "live_speller" not in state:
     # Session objects survive reruns; the frame callback holds references to them.
     state.live_speller = Speller(settings.hold_seconds, settings.min_confidence)
-    state.live_processor = FrameProcessor(
-        recognizer,
-        FrameStats(),
-        record_dir=settings.record_dir,
-        background=settings.background_recognition,
-    )
+    state.live_processor = page_processor(recognizer)
 speller: Speller = state.live_speller
 processor: FrameProcessor = state.live_processor
 

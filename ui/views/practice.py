@@ -5,10 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.app_settings import get_ui_settings
-from ui.frame_stats import FrameStats
 from ui.practice import PracticeSession, PracticeView
 from ui.shared_model import model_or_stop
-from ui.video import FrameProcessor
+from ui.video import FrameProcessor, page_processor
 from ui.webcam import webcam
 
 REFRESH_SECONDS = 1.0
@@ -23,12 +22,7 @@ if "practice_session" not in state:
     state.practice_session = PracticeSession(
         recognizer.names, min(settings.hold_seconds + EXTRA_HOLD, 3.0), settings.min_confidence
     )
-    state.practice_processor = FrameProcessor(
-        recognizer,
-        FrameStats(),
-        record_dir=settings.record_dir,
-        background=settings.background_recognition,
-    )
+    state.practice_processor = page_processor(recognizer)
 session: PracticeSession = state.practice_session
 processor: FrameProcessor = state.practice_processor
 
