@@ -179,12 +179,11 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def count_images(root: Path) -> dict[str, int]:
-    """Images per split in each split's ``images`` folder (sub-folders included)."""
+    """Images per split that has an ``images`` folder (sub-folders included)."""
     return {
-        split: sum(
-            1 for path in (root / split / "images").rglob("*") if path.is_file() and is_image(path)
-        )
+        split: sum(1 for path in folder.rglob("*") if path.is_file() and is_image(path))
         for split in SPLITS
+        if (folder := root / split / "images").is_dir()
     }
 
 
