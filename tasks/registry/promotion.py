@@ -74,53 +74,44 @@ def decide_promotion(
     import mlflow
 
     client = mlflow.MlflowClient()
-    if not _valid(candidate_score):
-        decision = PromotionDecision(
-            version=candidate.version,
-            alias=None,
-            promoted=False,
-            metric=metric,
-            candidate_score=None,
-            margin=margin,
-            reason="candidate has no valid score; aliases left as they were",
-        )
-        _record(client, name, decision)
-        return decision
-
-    champion = get_version(CHAMPION, name)
+    champion: ModelVersion | None = None
     champion_score: float | None = None
-    if champion is not None:
-        champ_mv = client.get_model_version(name, champion.version)
-        same_data = champ_mv.tags.get("eval_dataset_id") == eval_dataset_id
-        stored = champion.metrics.get(metric)
-        champion_score = stored if same_data and _valid(stored) else float(rescore(champion))
-
-    if champion is None:
-        promoted, reason = True, "first model: becomes champion"
-    elif not _valid(champion_score):
-        promoted, reason = True, f"champion v{champion.version} could not be scored"
-    elif candidate_score > champion_score + margin:
-        promoted = True
-        reason = f"{metric} {candidate_score:.4f} > champion {champion_score:.4f} + {margin}"
+    alias: str | None = None
+    if not _valid(candidate_score):
+        promoted, reason = False, "candidate has no valid score; aliases left as they were"
     else:
-        promoted = False
-        reason = f"{metric} {candidate_score:.4f} <= champion {champion_score:.4f} + {margin}"
-
-    alias = CHAMPION if promoted else CHALLENGER
-    client.set_registered_model_alias(name, alias, candidate.version)
+        champion = get_version(CHAMPION, name)
+        if champion is not None:
+            champ_mv = client.get_model_version(name, champion.version)
+            same_data = champ_mv.tags.get("eval_dataset_id") == eval_dataset_id
+            stored = champion.metrics.get(metric)
+            champion_score = stored if same_data and _valid(stored) else float(rescore(champion))
+        if champion is None:
+            promoted, reason = True, "first model: becomes champion"
+        elif not _valid(champion_score):
+            promoted, reason = True, f"champion v{champion.version} could not be scored"
+        elif candidate_score > champion_score + margin:
+            promoted = True
+            reason = f"{metric} {candidate_score:.4f} > champion {champion_score:.4f} + {margin}"
+        else:
+            promoted = False
+            reason = f"{metric} {candidate_score:.4f} <= champion {champion_score:.4f} + {margin}"
+        alias = CHAMPION if promoted else CHALLENGER
+        client.set_registered_model_alias(name, alias, candidate.version)
     decision = PromotionDecision(
         version=candidate.version,
         alias=alias,
         promoted=promoted,
         metric=metric,
-        candidate_score=candidate_score,
+        candidate_score=candidate_score if _valid(candidate_score) else None,
         champion_version=champion.version if champion else None,
         champion_score=champion_score if _valid(champion_score) else None,
         margin=margin,
         reason=reason,
     )
     _record(client, name, decision)
-    log.info("promotion: v%s -> %s (%s)", candidate.version, alias, reason)
+    if alias is not None:
+        log.info("promotion: v%s -> %s (%s)", candidate.version, alias, reason)
     return decision
 
 
