@@ -49,15 +49,8 @@ _SCRATCH = _CPU.model_copy(
         "model": "yolo11-hand-p45.yaml",
         "weights": None,
         "time_hours": 45 / 60,
-        "classifier": ClassifierConfig(
-            model="yolo11n-cls.yaml",
-            imgsz=128,
-            epochs=1000,
-            time_hours=100 / 60,
-            batch=32,
-            optimizer="AdamW",
-            lr0=0.002,
-            jitter=0.15,
+        "classifier": _CPU_CLASSIFIER.model_copy(
+            update={"model": "yolo11n-cls.yaml", "weights": None, "time_hours": 100 / 60}
         ),
     }
 )
