@@ -94,11 +94,19 @@ def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
         client.set_tag(parent, "model_version", outcome.model.version)
         client.set_tag(parent, "promotion", outcome.decision.alias or "none")
     metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(outcome.metrics.items()))
+    m = outcome.metrics
+    top1 = "; ".join(
+        f"{split} {m[f'{split}_top1']:.3f} (95% interval over images "
+        f"{m[f'{split}_top1_low']:.3f}-{m[f'{split}_top1_high']:.3f})"
+        for split in ("valid", "test")
+        if {f"{split}_top1", f"{split}_top1_low", f"{split}_top1_high"} <= m.keys()
+    )
     get_run_logger().info(
         "\n".join(
             [
                 f"registered {outcome.model.name} v{outcome.model.version} "
                 f"-> alias {outcome.decision.alias} ({outcome.decision.reason})",
+                f"top-1: {top1 or 'not scored'}",
                 f"metrics: {metrics}",
                 f"MLflow runs: pipeline {parent}, train {outcome.train_run_id}, "
                 f"evaluate {outcome.evaluate_run_id}",

@@ -31,7 +31,7 @@ from tasks.inference.bundle import assemble, bundle_artifacts
 from tasks.inference.export import export_onnx
 from tasks.registry.int8_choice import int8_variant
 from tasks.registry.models import log_model, model_metadata, register, version_tags
-from tasks.registry.promotion import decide_promotion, rescore_champion
+from tasks.registry.promotion import GATE_SPLIT, decide_promotion, rescore_champion
 from tasks.training.classifier import ClassifierConfig, train_classifier
 from tasks.training.detector import TrainConfig, TrainResult, resolve_device, train
 
@@ -204,7 +204,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
         int8 = None
         if params.int8:
             int8, int8_metrics = int8_variant(
-                onnx, dataset, reports["test"], eval_dir, config.imgsz, two_stage
+                onnx, dataset, reports["valid"], eval_dir, config.imgsz, two_stage
             )
             for key, value in int8_metrics.items():
                 client.log_metric(eval_run, key, value)
@@ -224,20 +224,21 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
         )  # fmt: skip
         version = register(model_uri, tags)
 
-        def rescore(champion: ModelVersion) -> float:
-            # The champion was scored on other test data: score it again on ours.
-            return rescore_champion(
-                champion, dataset.data_yaml, eval_dir, params.gate.metric,
-                resolve_device(config.device), settings.tracking_uri,
-            )  # fmt: skip
+        def rescore(champion: ModelVersion) -> dict[str, bool] | None:
+            # The paired test needs the champion's results on the candidate's own images.
+            try:
+                return dict(
+                    rescore_champion(
+                        champion, dataset.data_yaml, eval_dir, resolve_device(config.device),
+                        settings.tracking_uri,
+                    )
+                )  # fmt: skip
+            except Exception as exc:  # an unreadable champion must not lose the candidate
+                logger.warning("champion v%s could not be scored: %s", champion.version, exc)
+                return None
 
         decision = decide_promotion(
-            version,
-            metrics.get(params.gate.metric),
-            eval_dataset_id,
-            params.gate.metric,
-            params.gate.margin,
-            rescore,
+            version, reports[GATE_SPLIT].image_correct, params.gate.alpha, rescore
         )
         mlflow_runs.log_json(client, eval_run, "promotion.json", decision.model_dump())
         client.set_tag(eval_run, "promotion", decision.alias or "none")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.records import DatasetRef, ModelVersion
@@ -12,22 +10,18 @@ from tasks.registry.promotion import PromotionDecision
 from tasks.training.detector import TrainConfig
 from tasks.training.profiles import get_profile
 
-# Scores the evaluation reports on the test split; the gate compares one of them.
-GateMetric = Literal["test_map50", "test_map50_95", "test_top1", "test_precision", "test_recall"]
-
 
 class GateConfig(BaseModel):
-    """How a candidate is compared with the champion."""
+    """How a candidate is compared with the champion: top-1 on valid, paired on the same images."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    metric: GateMetric = Field(
-        default="test_top1",
-        description="Test-split metric compared (higher is better): detection mAP or the "
-        "top-1 letter accuracy a learner feels.",
-    )
-    margin: float = Field(
-        default=0.0, description="The candidate must beat the champion by more than this."
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Significance level of the exact McNemar test on valid: champion moves "
+        "only when the candidate reads more of the same images right beyond chance.",
     )
 
 
@@ -52,8 +46,8 @@ class TrainParams(BaseModel):
     )
     int8: bool = Field(
         default=True,
-        description="Also build an int8 ONNX variant; it ships only if its test mAP50 is "
-        f"within {INT8_TOLERANCE} of fp32.",
+        description="Also build an int8 ONNX variant; it ships only if its valid top-1 and "
+        f"mAP50 are both within {INT8_TOLERANCE} of fp32's.",
     )
 
     def recipe(self) -> TrainConfig:

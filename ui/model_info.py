@@ -20,7 +20,8 @@ from tasks.registry.models import CHAMPION, MODEL_NAME
 
 Problem = Literal["unreachable", "no_models", "no_champion", "no_version", "unloadable"]
 SPLITS = ("test", "valid")
-OVERALL = ("map50", "map50_95", "precision", "recall", "top1")
+# top1_low/high: the 95% bootstrap interval over the split's images (what one image means).
+OVERALL = ("map50", "map50_95", "precision", "recall", "top1", "top1_low", "top1_high")
 
 
 class ModelUnavailable(RuntimeError):

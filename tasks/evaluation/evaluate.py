@@ -284,4 +284,9 @@ def _report(
         confusion=confusion.tolist(),
         confusion_png=confusion_png,
         samples_jpg=samples_jpg,
+        image_correct={
+            image.name: top is not None and top.class_id == truth
+            for image, truth, top in zip(images, truths, tops, strict=True)
+            if truth is not None
+        },
     )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from tasks.core.records import LETTERS, Record
+from tasks.evaluation.significance import Interval, bootstrap_interval
 
 BACKGROUND = "background"
 CONFUSION_LABELS: tuple[str, ...] = (*LETTERS, BACKGROUND)
@@ -57,6 +58,15 @@ class EvalReport(Record):
     confusion_labels: tuple[str, ...] = CONFUSION_LABELS
     confusion_png: Path
     samples_jpg: Path
+    image_correct: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Per labelled image (file name): whether its top-1 letter is right; what "
+        "intervals and paired comparisons are computed from.",
+    )
+
+    def top1_interval(self) -> Interval:
+        """Top-1 with its 95% bootstrap interval over this split's labelled images."""
+        return bootstrap_interval(list(self.image_correct.values()))
 
     def metrics_dict(self, prefix: str | None = None) -> dict[str, float]:
         """Flat overall metrics for MLflow, e.g. ``{"test_map50": 0.91, ...}``.
@@ -68,7 +78,11 @@ class EvalReport(Record):
             Only finite floats (MLflow rejects NaN in some stores and they mean nothing here).
         """
         prefix = self.split if prefix is None else prefix
-        return {f"{prefix}_{k}": v for k, v in self._overall().items() if math.isfinite(v)}
+        overall = self._overall()
+        if self.image_correct:
+            interval = self.top1_interval()
+            overall |= {"top1_low": interval.low, "top1_high": interval.high}
+        return {f"{prefix}_{k}": v for k, v in overall.items() if math.isfinite(v)}
 
     def _overall(self) -> dict[str, float]:
         return {
@@ -97,6 +111,11 @@ class EvalReport(Record):
             "| metric | value |",
             "|---|---|",
             *(f"| {k} | {v:.4f} |" for k, v in self._overall().items()),
+            *(
+                [f"| top1, 95% interval over images | {self.top1_interval()} |"]
+                if self.image_correct
+                else []
+            ),
             "",
             "| letter | boxes | AP50 | AP50-95 | top-1 |",
             "|---|---|---|---|---|",

@@ -1,28 +1,36 @@
 """The promotion gate: which alias a freshly registered version gets.
 
-The alias ``champion`` moves only when the candidate beats the current champion, on the same
-test data, by a margin; otherwise the candidate gets ``challenger``. A candidate without a
-valid score never moves an alias. A champion scored on other test data is scored again
-(:func:`rescore_champion`).
+The gate reads **valid**, never test (test is kept for the reported figures). The champion is
+scored again on the candidate's valid images, and ``champion`` moves only when the candidate
+reads more of the *same* images right beyond chance: an exact McNemar test on the images the
+two disagree on. With 144 valid images one image is 0.7 points of top-1, so a higher score
+alone is mostly noise. Otherwise the candidate gets ``challenger``. A candidate without a valid
+score never moves an alias.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.records import ModelVersion
 from tasks.evaluation.evaluate import evaluate
+from tasks.evaluation.significance import mcnemar
 from tasks.inference.bundle import is_two_stage
 from tasks.registry.models import CHALLENGER, CHAMPION, MODEL_NAME, get_version
 
 log = logging.getLogger(__name__)
+
+GATE_METRIC = "valid_top1"
+GATE_SPLIT = "valid"
+
+# Per labelled image of the gate split (file name): whether its top-1 letter is right.
+ImageResults = Mapping[str, bool]
 
 
 class PromotionDecision(BaseModel):
@@ -33,39 +41,41 @@ class PromotionDecision(BaseModel):
     version: str
     alias: str | None
     promoted: bool
-    metric: str
+    metric: str = GATE_METRIC
     candidate_score: float | None
     champion_version: str | None = None
     champion_score: float | None = None
-    margin: float
+    alpha: float
+    candidate_only: int | None = Field(
+        default=None, description="Gate images only the candidate reads right."
+    )
+    champion_only: int | None = Field(
+        default=None, description="Gate images only the champion reads right."
+    )
+    p_value: float | None = Field(default=None, description="Exact McNemar p, two-sided.")
     reason: str
 
 
-def _valid(score: float | None) -> bool:
-    return score is not None and math.isfinite(score)
+def _score(results: ImageResults | None) -> float | None:
+    return sum(results.values()) / len(results) if results else None
 
 
 def decide_promotion(
     candidate: ModelVersion,
-    candidate_score: float | None,
-    eval_dataset_id: str,
-    metric: str,
-    margin: float,
-    rescore: Callable[[ModelVersion], float],
+    candidate_results: ImageResults | None,
+    alpha: float,
+    rescore: Callable[[ModelVersion], ImageResults | None],
     name: str = MODEL_NAME,
 ) -> PromotionDecision:
-    """Move ``champion`` to the candidate only if it is better; record the decision.
-
-    The champion's score is taken from its tags when it was evaluated on the same test
-    data (``eval_dataset_id``); otherwise ``rescore`` evaluates it on that data now.
+    """Move ``champion`` to the candidate only if it is better beyond chance; record why.
 
     Args:
         candidate: The freshly registered version.
-        candidate_score: Its score on ``metric`` (None or NaN: evaluation failed).
-        eval_dataset_id: Id of the dataset whose test split produced the score.
-        metric: Name of the compared metric (e.g. ``test_map50``); higher is better.
-        margin: How much the candidate must beat the champion by.
-        rescore: Scores a version on the candidate's test data.
+        candidate_results: Its per-image top-1 results on the gate split (None or empty:
+            evaluation failed).
+        alpha: Significance level of the paired test (e.g. 0.05).
+        rescore: The champion's per-image results on the same images (None: it could not be
+            scored).
         name: Registered model name.
 
     Returns:
@@ -74,39 +84,46 @@ def decide_promotion(
     import mlflow
 
     client = mlflow.MlflowClient()
+    candidate_score = _score(candidate_results)
     champion: ModelVersion | None = None
     champion_score: float | None = None
+    paired = None
     alias: str | None = None
-    if not _valid(candidate_score):
+    if candidate_results is None or candidate_score is None:
         promoted, reason = False, "candidate has no valid score; aliases left as they were"
     else:
         champion = get_version(CHAMPION, name)
-        if champion is not None:
-            champ_mv = client.get_model_version(name, champion.version)
-            same_data = champ_mv.tags.get("eval_dataset_id") == eval_dataset_id
-            stored = champion.metrics.get(metric)
-            champion_score = stored if same_data and _valid(stored) else float(rescore(champion))
+        theirs = rescore(champion) if champion is not None else None
         if champion is None:
             promoted, reason = True, "first model: becomes champion"
-        elif not _valid(champion_score):
+        elif not theirs or set(theirs) != set(candidate_results):
             promoted, reason = True, f"champion v{champion.version} could not be scored"
-        elif candidate_score > champion_score + margin:
-            promoted = True
-            reason = f"{metric} {candidate_score:.4f} > champion {champion_score:.4f} + {margin}"
         else:
-            promoted = False
-            reason = f"{metric} {candidate_score:.4f} <= champion {champion_score:.4f} + {margin}"
+            images = sorted(candidate_results)
+            champion_score = _score(theirs)
+            paired = mcnemar([candidate_results[i] for i in images], [theirs[i] for i in images])
+            promoted = paired.better(alpha)
+            verdict = "better beyond chance" if promoted else "not better beyond chance"
+            reason = (
+                f"{GATE_METRIC} {candidate_score:.4f} vs champion v{champion.version} "
+                f"{champion_score:.4f} on the same {len(images)} images: "
+                f"{paired.candidate_only} read right only by the candidate, "
+                f"{paired.reference_only} only by the champion; exact McNemar "
+                f"p = {paired.p_value:.3g} (alpha {alpha}): {verdict}"
+            )
         alias = CHAMPION if promoted else CHALLENGER
         client.set_registered_model_alias(name, alias, candidate.version)
     decision = PromotionDecision(
         version=candidate.version,
         alias=alias,
         promoted=promoted,
-        metric=metric,
-        candidate_score=candidate_score if _valid(candidate_score) else None,
+        candidate_score=candidate_score,
         champion_version=champion.version if champion else None,
-        champion_score=champion_score if _valid(champion_score) else None,
-        margin=margin,
+        champion_score=champion_score,
+        alpha=alpha,
+        candidate_only=paired.candidate_only if paired else None,
+        champion_only=paired.reference_only if paired else None,
+        p_value=paired.p_value if paired else None,
         reason=reason,
     )
     _record(client, name, decision)
@@ -125,15 +142,14 @@ def rescore_champion(
     champion: ModelVersion,
     data_yaml: Path,
     out_dir: Path,
-    metric: str,
     device: str,
     tracking_uri: str,
     name: str = MODEL_NAME,
-) -> float:
-    """Score ``champion`` on the test split of ``data_yaml`` (it was scored on other data).
+) -> ImageResults:
+    """Score ``champion`` on the gate split of ``data_yaml``: the candidate's own images.
 
     A two-stage champion is evaluated as its folder, a detector from its weights, each at its
-    own input size. Returns ``metric`` (NaN when the report lacks it).
+    own input size. Returns its per-image top-1 results.
     """
     import mlflow
 
@@ -146,5 +162,5 @@ def rescore_champion(
     weights = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))
     out = out_dir / f"champion-v{champion.version}"
     champion_size = int(json.loads((artifacts / "metadata.json").read_text())["imgsz"])
-    report = evaluate(weights, data_yaml, "test", out, champion_size, device)
-    return report.metrics_dict().get(metric, float("nan"))
+    report = evaluate(weights, data_yaml, GATE_SPLIT, out, champion_size, device)
+    return report.image_correct

@@ -34,11 +34,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 EXPERIMENT = "e2e"  # read by the e2e conftest's ``env`` fixture
 
 
-def _params(source: Path, margin: float = 0.0) -> PipelineParams:
+def _params(source: Path) -> PipelineParams:
     return PipelineParams(
         profile="smoke",
         data=DataParams(source=str(source), augment=AugmentConfig(copies=1)),
-        gate=GateConfig(margin=margin),
+        gate=GateConfig(alpha=0.05),
     )
 
 
@@ -49,8 +49,9 @@ def first(env: dict, subset_dataset: Path) -> TrainOutcome:
 
 @pytest.fixture(scope="module")
 def second(first: TrainOutcome, subset_dataset: Path) -> TrainOutcome:
-    # A margin no model can beat makes this candidate "worse" without faking any metric.
-    return pipeline_flow(_params(subset_dataset, margin=1.0))
+    # The same data and recipe reuse the same training: a model that reads exactly the images
+    # the champion reads is not better beyond chance, without faking any metric.
+    return pipeline_flow(_params(subset_dataset))
 
 
 def _image_b64(dataset: Path) -> str:
@@ -115,8 +116,9 @@ def test_mlflow_pyfunc_loads_by_alias_and_predicts(first: TrainOutcome, subset_d
     )
 
 
-def test_mlflow_worse_candidate_does_not_move_champion(first: TrainOutcome, second: TrainOutcome):
+def test_mlflow_same_model_again_does_not_move_champion(first: TrainOutcome, second: TrainOutcome):
     assert second.model.version != first.model.version
+    assert second.decision.candidate_only == second.decision.champion_only == 0
     assert not second.decision.promoted and second.decision.alias == CHALLENGER
     assert get_version(CHAMPION).version == first.model.version
     assert get_version(CHALLENGER).version == second.model.version
@@ -127,25 +129,44 @@ def test_mlflow_worse_candidate_does_not_move_champion(first: TrainOutcome, seco
     assert math.isclose(float(tags["promotion.champion_score"]), second.decision.champion_score)
 
 
-def test_mlflow_champion_rescored_on_other_test_data(first: TrainOutcome, second: TrainOutcome):
+def _results(right: int, wrong: int) -> dict[str, bool]:
+    return {f"img{i:03d}.jpg": i < right for i in range(right + wrong)}
+
+
+def test_mlflow_one_image_more_is_not_a_promotion(first: TrainOutcome, second: TrainOutcome):
     candidate = get_version(CHALLENGER)
     scored = []
 
     def rescore(version):
         scored.append(version.version)
-        return 0.25
+        return _results(100, 44)
 
-    decision = decide_promotion(candidate, 0.2, "other-dataset", "test_map50", 0.0, rescore)
-    assert scored == [first.model.version], "champion must be re-scored on the new test data"
-    assert decision.champion_score == 0.25 and not decision.promoted
+    decision = decide_promotion(candidate, _results(101, 43), 0.05, rescore)
+    assert scored == [first.model.version], "the champion is scored on the candidate's images"
+    assert (decision.candidate_only, decision.champion_only) == (1, 0)
+    assert decision.candidate_score > decision.champion_score and not decision.promoted
+    assert decision.p_value == 1.0 and "not better beyond chance" in decision.reason
     assert get_version(CHAMPION).version == first.model.version
 
 
-@pytest.mark.parametrize("score", [None, float("nan")])
-def test_mlflow_failed_evaluation_never_moves_an_alias(second: TrainOutcome, score):
+def test_mlflow_better_beyond_chance_moves_the_champion(first: TrainOutcome, second: TrainOutcome):
+    candidate = get_version(CHALLENGER)
+    decision = decide_promotion(candidate, _results(130, 14), 0.05, lambda v: _results(100, 44))
+    try:
+        assert decision.promoted and decision.p_value < 1e-6
+        assert get_version(CHAMPION).version == candidate.version
+        tags = MlflowClient().get_model_version(MODEL_NAME, candidate.version).tags
+        assert tags["promotion.candidate_only"] == "30" and tags["promotion.champion_only"] == "0"
+    finally:  # later tests expect the first model as champion
+        MlflowClient().set_registered_model_alias(MODEL_NAME, CHAMPION, first.model.version)
+        MlflowClient().set_registered_model_alias(MODEL_NAME, CHALLENGER, candidate.version)
+
+
+@pytest.mark.parametrize("results", [None, {}])
+def test_mlflow_failed_evaluation_never_moves_an_alias(second: TrainOutcome, results):
     before = {alias: get_version(alias).version for alias in (CHAMPION, CHALLENGER)}
     candidate = get_version(CHALLENGER)
-    decision = decide_promotion(candidate, score, "x", "test_map50", 0.0, lambda v: 1.0)
+    decision = decide_promotion(candidate, results, 0.05, lambda v: _results(1, 0))
     assert decision.alias is None and not decision.promoted
     assert {alias: get_version(alias).version for alias in (CHAMPION, CHALLENGER)} == before
 

@@ -115,7 +115,14 @@ def test_mlflow_two_stage_runs_are_siblings_and_the_classifier_logs_from_its_pro
     assert member.data.params["classifier.seed"] == "1"
     assert len(client.get_metric_history(member.info.run_id, "train/loss")) == 1
     evaluate = by_name["evaluate"].data.metrics
-    for key in ("test_top1", "test_map50", "valid_top1", "valid_map50", "int8_test_map50"):
+    for key in (
+        "test_top1",
+        "test_map50",
+        "valid_top1",
+        "valid_map50",
+        "int8_valid_top1",
+        "int8_valid_map50",
+    ):
         assert 0.0 <= evaluate[key] <= 1.0
 
 

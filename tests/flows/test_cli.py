@@ -22,12 +22,12 @@ def test_nested_options_and_json_values():
         [
             "--profile", "smoke",
             "--data.augment.copies", "2",
-            "--gate.margin", "0.05",
+            "--gate.alpha", "0.01",
             "--train", '{"model": "yolo11n.yaml", "epochs": 3}',
         ],
     )  # fmt: skip
     assert params.profile == "smoke" and params.data.augment.copies == 2
-    assert params.gate.margin == 0.05
+    assert params.gate.alpha == 0.01
     assert params.train is not None and params.train.epochs == 3
     assert params.data.source is None  # untouched fields keep their defaults
 
@@ -52,9 +52,10 @@ def test_help_lists_options_with_defaults():
     assert "--profile" in out and "--data.augment.copies" in out and "(default: cpu)" in out
 
 
-def test_gate_metric_is_one_the_evaluation_reports(capsys: pytest.CaptureFixture[str]):
-    params = parse_params(PipelineParams, ["--gate.metric", "test_top1"])
-    assert params.gate.metric == "test_top1"
+def test_the_gate_reads_valid_at_a_level_between_0_and_1(capsys: pytest.CaptureFixture[str]):
+    assert parse_params(PipelineParams, []).gate.alpha == 0.05
     with pytest.raises(SystemExit):
-        parse_params(PipelineParams, ["--gate.metric", "top1"])  # a typo would never promote
-    assert "test_top1" in capsys.readouterr().err
+        parse_params(PipelineParams, ["--gate.alpha", "1.5"])  # would promote on noise
+    assert "alpha" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_params(PipelineParams, ["--gate.metric", "test_top1"])  # test never picks

@@ -48,6 +48,7 @@ def test_champion_details_metrics_and_evaluation_artifacts(app_env: str, smoke_r
     assert [row["split"] for row in rows] == ["test"]
     assert rows[0]["top1"] == pytest.approx(smoke_report.top1_accuracy)
     assert rows[0]["map50"] == pytest.approx(smoke_report.map50)
+    assert rows[0]["top1_low"] <= rows[0]["top1"] <= rows[0]["top1_high"]
     letters = per_letter(client, details.evaluate_run_id, "test")
     assert letters == smoke_report.per_letter_rows()
     assert per_letter(client, details.evaluate_run_id, "valid") == []

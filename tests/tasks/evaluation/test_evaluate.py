@@ -112,7 +112,10 @@ def test_metrics_are_fractions_and_mlflow_dict_is_finite(test_report: EvalReport
         "test_precision",
         "test_recall",
         "test_top1",
+        "test_top1_low",
+        "test_top1_high",
     }
+    assert metrics["test_top1_low"] <= metrics["test_top1"] <= metrics["test_top1_high"]
     assert all(type(v) is float and math.isfinite(v) for v in metrics.values())
     assert test_report.metrics_dict() == metrics  # the prefix defaults to the split
 
@@ -133,7 +136,9 @@ def test_top1_matches_hand_computation(
         truth = _label_letter(image)
         confusion[truth, guess] += 1
         right += guess == truth
+        assert test_report.image_correct[image.name] == (guess == truth), image.name
     assert test_report.top1_accuracy == pytest.approx(right / len(images))
+    assert len(test_report.image_correct) == len(images)
     assert np.array_equal(np.array(test_report.confusion), confusion)
     assert test_report.confusion_labels[-1] == "background"
 
