@@ -73,7 +73,7 @@ def test_mlflow_run_tree_has_one_parent_and_three_children(first: TrainOutcome, 
     train = by_name["train"]
     assert train.info.run_id == first.train_run_id
     assert train.data.params["yolo.imgsz"] == "160"
-    assert train.data.params["recipe.model"] == "yolo11n.yaml"
+    assert train.data.params["recipe.model"] == "yolov5n.yaml"
     assert train.data.tags["dataset_id"] == by_name["data"].data.tags["dataset_id"]
     epochs = int(train.data.metrics["epochs_completed"])
     history = client.get_metric_history(train.info.run_id, "train/box_loss")
