@@ -162,5 +162,5 @@ def rescore_champion(
     weights = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))
     out = out_dir / f"champion-v{champion.version}"
     champion_size = int(json.loads((artifacts / "metadata.json").read_text())["imgsz"])
-    report = evaluate(weights, data_yaml, GATE_SPLIT, out, champion_size, device)
+    report = evaluate(weights, data_yaml, GATE_SPLIT, out, champion_size, device=device)
     return report.image_correct
