@@ -69,6 +69,30 @@ def _nest(flat: dict[str, str], model: type[BaseModel]) -> dict[str, Any]:
     return nested
 
 
+# ``--train.imgsz 320`` changes one field of the recipe (``train_changes``) and keeps the rest.
+CHANGES = "train_changes"
+
+
+def _recipe_changes(rest: Sequence[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    tokens = list(rest)
+    while tokens:
+        option = tokens.pop(0)
+        if not option.startswith("--train."):
+            parser.error(f"unrecognized argument: {option}")
+        name, _, raw = option.removeprefix("--train.").partition("=")
+        if not raw:
+            if not tokens:
+                parser.error(f"{option} needs a value")
+            raw = tokens.pop(0)
+        try:
+            value = json.loads(raw)  # numbers, booleans, null, JSON lists
+        except json.JSONDecodeError:
+            value = raw  # a plain word, e.g. a model file name
+        changes[name.replace("-", "_")] = value
+    return changes
+
+
 def parse_params(model: type[M], argv: Sequence[str] | None = None, prog: str | None = None) -> M:
     """Parse command-line options into a validated parameter model.
 
@@ -82,9 +106,17 @@ def parse_params(model: type[M], argv: Sequence[str] | None = None, prog: str | 
     """
     parser = argparse.ArgumentParser(prog=prog, description=model.__doc__)
     _add_fields(parser, model, "")
-    flat = vars(parser.parse_args(argv))
+    if CHANGES in model.model_fields:
+        parser.epilog = "--train.FIELD VALUE changes one field of the recipe: --train.imgsz 320"
+    parsed, rest = parser.parse_known_args(argv)
+    nested = _nest(vars(parsed), model)
+    changes = _recipe_changes(rest, parser) if CHANGES in model.model_fields else {}
+    if rest and not changes:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if changes:
+        nested[CHANGES] = {**nested.get(CHANGES, {}), **changes}
     try:
-        return model.model_validate(_nest(flat, model))
+        return model.model_validate(nested)
     except (ValueError, json.JSONDecodeError) as error:
         parser.error(str(error))
         raise  # unreachable: parser.error exits

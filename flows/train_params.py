@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.core.records import DatasetRef, ModelVersion
 from tasks.registry.int8_choice import INT8_TOLERANCE
 from tasks.registry.promotion import PromotionDecision
 from tasks.training.detector import TrainConfig
-from tasks.training.profiles import get_profile
+from tasks.training.profiles import get_profile, with_changes
 
 
 class GateConfig(BaseModel):
@@ -38,6 +40,11 @@ class TrainParams(BaseModel):
     train: TrainConfig | None = Field(
         default=None, description="A full recipe; overrides the profile when given."
     )
+    train_changes: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Fields of the recipe to change, the rest kept, e.g. {"imgsz": 320, '
+        '"classifier.time_hours": 0.25}; on the command line: --train.imgsz 320.',
+    )
     gate: GateConfig = Field(default_factory=GateConfig)
     reuse: bool = Field(
         default=True,
@@ -50,9 +57,15 @@ class TrainParams(BaseModel):
         f"mAP50 are both within {INT8_TOLERANCE} of fp32's.",
     )
 
+    @model_validator(mode="after")
+    def _changes_fit_the_recipe(self) -> Self:
+        if self.train_changes:
+            self.recipe()  # a field the recipe lacks, or a value it refuses, fails here
+        return self
+
     def recipe(self) -> TrainConfig:
-        """The recipe in force: the explicit one, else the named profile."""
-        return self.train or get_profile(self.profile)
+        """The recipe in force: the explicit one, else the named profile, with the changes."""
+        return with_changes(self.train or get_profile(self.profile), self.train_changes)
 
 
 class TrainOutcome(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.detector import TrainConfig
 
@@ -110,3 +113,28 @@ def get_profile(name: str) -> TrainConfig:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+
+
+def with_changes(recipe: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig:
+    """``recipe`` with some fields changed, the rest kept.
+
+    Args:
+        recipe: A profile's recipe or an explicit one.
+        changes: Dotted field names and values, e.g. ``{"imgsz": 320,
+            "classifier.time_hours": 0.25}``.
+
+    Raises:
+        ValueError: A name that is no field of the recipe, or a value the field refuses.
+    """
+    data = recipe.model_dump()
+    for dotted, value in changes.items():
+        *sections, name = dotted.split(".")
+        target = data
+        for section in sections:
+            if not isinstance(target.get(section), dict):
+                raise ValueError(f"cannot change {dotted!r}: the recipe has no section {section!r}")
+            target = target[section]
+        if name not in target:
+            raise ValueError(f"cannot change {dotted!r}: the recipe has no field {name!r}")
+        target[name] = value
+    return TrainConfig.model_validate(data)

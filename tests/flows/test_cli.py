@@ -12,6 +12,9 @@ from flows.cli import parse_params
 from flows.data import DataParams
 from flows.pipeline import PipelineParams
 from flows.predict import PredictParams
+from flows.train_params import TrainParams
+from tasks.core.records import DatasetRef
+from tasks.training.profiles import get_profile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,3 +62,39 @@ def test_the_gate_reads_valid_at_a_level_between_0_and_1(capsys: pytest.CaptureF
     assert "alpha" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_params(PipelineParams, ["--gate.metric", "test_top1"])  # test never picks
+
+
+def test_one_field_of_the_profile_changes_and_the_rest_stays():
+    params = parse_params(
+        PipelineParams,
+        ["--profile", "cpu", "--train.imgsz", "320", "--train.classifier.time-hours=0.25"],
+    )
+    assert params.train_changes == {"imgsz": 320, "classifier.time_hours": 0.25}
+    recipe, cpu = params.recipe(), get_profile("cpu")
+    assert recipe.imgsz == 320 and recipe.classifier.time_hours == 0.25
+    assert recipe.model_dump(exclude={"imgsz", "classifier"}) == cpu.model_dump(
+        exclude={"imgsz", "classifier"}
+    )
+    assert recipe.classifier.model_dump(exclude={"time_hours"}) == cpu.classifier.model_dump(
+        exclude={"time_hours"}
+    )
+    dataset = DatasetRef(id="x", uri="file:///nowhere")
+    train = TrainParams(dataset=dataset, profile="cpu", train_changes=params.train_changes)
+    assert train.recipe() == recipe
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--train.imgsize", "320"], "no field 'imgsize'"),
+        (["--train.imgsz", "big"], "imgsz"),
+        (["--train.nothing.imgsz", "1"], "no section 'nothing'"),
+        (["--train.imgsz"], "needs a value"),
+        (["--trian.imgsz", "320"], "unrecognized"),
+    ],
+)
+def test_a_bad_change_exits_naming_the_field(argv, problem, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_params(PipelineParams, argv)
+    assert exit_info.value.code == 2
+    assert problem in capsys.readouterr().err
