@@ -6,51 +6,23 @@ Prefect server and no cloud account (MLflow in sqlite under the data home).
 
 from __future__ import annotations
 
-from typing import Any, Self
-
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from flows import mlflow_runs
 from flows.data import DataParams, data_flow
 from flows.train import train_flow
-from flows.train_params import GateConfig, TrainOutcome, TrainParams
+from flows.train_params import RecipeParams, TrainOutcome, TrainParams
 from tasks.core.settings import get_settings, prepare_environment
-from tasks.training.detector import TrainConfig
-from tasks.training.profiles import PROFILES, get_profile, with_changes
 
 
-class PipelineParams(BaseModel):
+class PipelineParams(RecipeParams):
     """Everything one end-to-end run needs; each part has working defaults."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    profile: str = Field(
-        default="cpu", description=f"Training recipe, one of {', '.join(PROFILES)}."
-    )
     data: DataParams = Field(default_factory=DataParams)
-    train: TrainConfig | None = Field(
-        default=None, description="A full training recipe; overrides the profile when given."
-    )
-    train_changes: dict[str, Any] = Field(
-        default_factory=dict,
-        description='Fields of the recipe to change, the rest kept, e.g. {"imgsz": 320, '
-        '"classifier.time_hours": 0.25}; on the command line: --train.imgsz 320.',
-    )
-    gate: GateConfig = Field(default_factory=GateConfig)
     reuse: bool = Field(
         default=True, description="Resume/reuse a training of the same data and recipe."
     )
-
-    @model_validator(mode="after")
-    def _changes_fit_the_recipe(self) -> Self:
-        if self.train_changes:
-            self.recipe()  # a field the recipe lacks, or a value it refuses, fails here
-        return self
-
-    def recipe(self) -> TrainConfig:
-        """The recipe in force: the explicit one, else the named profile, with the changes."""
-        return with_changes(self.train or get_profile(self.profile), self.train_changes)
 
 
 def data_params(params: PipelineParams) -> DataParams:

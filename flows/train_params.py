@@ -10,7 +10,7 @@ from tasks.core.records import DatasetRef, ModelVersion
 from tasks.registry.int8_choice import INT8_TOLERANCE
 from tasks.registry.promotion import PromotionDecision
 from tasks.training.detector import TrainConfig
-from tasks.training.profiles import get_profile, with_changes
+from tasks.training.profiles import PROFILES, get_profile, with_changes
 
 
 class GateConfig(BaseModel):
@@ -27,18 +27,16 @@ class GateConfig(BaseModel):
     )
 
 
-class TrainParams(BaseModel):
-    """Which dataset to train on, with which recipe, and how to judge the result."""
+class RecipeParams(BaseModel):
+    """Which recipe trains: a profile, or a whole recipe, with some fields changed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dataset: DatasetRef = Field(description="The dataset, as the data flow returned it.")
     profile: str = Field(
-        default="cpu",
-        description="Training recipe: smoke, demo, cpu (two-stage, 2 h on a CPU) or gpu.",
+        default="cpu", description=f"Training recipe, one of {', '.join(PROFILES)}."
     )
     train: TrainConfig | None = Field(
-        default=None, description="A full recipe; overrides the profile when given."
+        default=None, description="A full training recipe; overrides the profile when given."
     )
     train_changes: dict[str, Any] = Field(
         default_factory=dict,
@@ -46,16 +44,6 @@ class TrainParams(BaseModel):
         '"classifier.time_hours": 0.25}; on the command line: --train.imgsz 320.',
     )
     gate: GateConfig = Field(default_factory=GateConfig)
-    reuse: bool = Field(
-        default=True,
-        description="Resume or reuse the run folder of the same dataset and recipe; "
-        "false always trains anew.",
-    )
-    int8: bool = Field(
-        default=True,
-        description="Also build an int8 ONNX variant; it ships only if its valid top-1 and "
-        f"mAP50 are both within {INT8_TOLERANCE} of fp32's.",
-    )
 
     @model_validator(mode="after")
     def _changes_fit_the_recipe(self) -> Self:
@@ -66,6 +54,22 @@ class TrainParams(BaseModel):
     def recipe(self) -> TrainConfig:
         """The recipe in force: the explicit one, else the named profile, with the changes."""
         return with_changes(self.train or get_profile(self.profile), self.train_changes)
+
+
+class TrainParams(RecipeParams):
+    """Which dataset to train on, with which recipe, and how to judge the result."""
+
+    dataset: DatasetRef = Field(description="The dataset, as the data flow returned it.")
+    reuse: bool = Field(
+        default=True,
+        description="Resume or reuse the run folder of the same dataset and recipe; "
+        "false always trains anew.",
+    )
+    int8: bool = Field(
+        default=True,
+        description="Also build an int8 ONNX variant; it ships only if its valid top-1 and "
+        f"mAP50 are both within {INT8_TOLERANCE} of fp32's.",
+    )
 
 
 class TrainOutcome(BaseModel):
