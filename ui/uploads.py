@@ -5,12 +5,12 @@ Every problem becomes an :class:`UploadProblem` naming the file, never an except
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
+
+from tasks.inference.image_bytes import ImageRejected, decode_image_bytes
 
 MB = 1024 * 1024
 
@@ -54,29 +54,14 @@ def read_upload(
     Returns:
         The image, or the problem found.
     """
-    if not data:
-        return UploadProblem(name, f"{name} is empty.")
     if len(data) > max_bytes:
         return UploadProblem(
             name, f"{name} is {len(data) / MB:.1f} MB; the limit is {max_bytes / MB:.0f} MB."
         )
     try:
-        # Pillow reads only the header here: the pixel count is known before any decoding.
-        with Image.open(io.BytesIO(data)) as header:
-            width, height = header.size
-    except Image.DecompressionBombError:  # beyond Pillow's own limit (~179 Mpx)
-        return UploadProblem(
-            name, f"{name} has too many pixels; images up to {max_pixels:,} are accepted."
-        )
-    except Exception:  # UnidentifiedImageError, or what a plugin raises (ultralytics patches open)
-        return UploadProblem(name, f"{name} is not an image (expected JPEG, PNG, WebP, BMP…).")
-    if width * height > max_pixels:
-        return UploadProblem(
-            name, f"{name} has {width}×{height} pixels; images up to {max_pixels:,} are accepted."
-        )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return UploadProblem(name, f"{name} could not be decoded as an image (damaged file?).")
+        image = decode_image_bytes(data, max_pixels, name)
+    except ImageRejected as problem:
+        return UploadProblem(name, str(problem))
     h, w = image.shape[:2]
     if max(h, w) > max_side:
         scale = max_side / max(h, w)

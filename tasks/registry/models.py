@@ -86,9 +86,11 @@ def log_model(
         if int8 is not None:
             artifacts["int8"] = str(int8)
         artifacts |= {key: str(path) for key, path in (extra or {}).items()}
-        sample_out = pd.DataFrame([[0, "A", 0, 0.9, 0.0, 0.0, 1.0, 1.0]], columns=OUTPUT_COLUMNS)
+        sample_out = pd.DataFrame(
+            [[0, "A", 0, 0.9, 0.0, 0.0, 1.0, 1.0, ""]], columns=OUTPUT_COLUMNS
+        )
         signature = infer_signature(
-            pd.DataFrame({"image": ["<base64 JPEG or image path>"]}),
+            pd.DataFrame({"image": ["<base64 JPEG or PNG>"]}),
             sample_out,
             params={"conf": 0.25, "iou": 0.45, "max_det": 10},
         )

@@ -1,8 +1,11 @@
 """The MLflow pyfunc face of the recognizer: what ``models:/asl-detector@champion`` loads.
 
-Input: a DataFrame (or list) of strings, column ``image``: each a base64-encoded JPEG/PNG,
-or a path to an image file on the serving machine. Output: one row per detection with
-``image_index, letter, class_id, confidence, x1, y1, x2, y2`` (pixels of the input image).
+Input: a DataFrame (or list) of strings, column ``image``: each a base64-encoded JPEG/PNG.
+A request never makes the server read its own disk (a path is refused like any non-image),
+and an image declaring more than 50 megapixels is refused before it is decoded. Output: one
+row per detection with ``image_index, letter, class_id, confidence, x1, y1, x2, y2`` (pixels of
+the input image) and an empty ``error``; an image that cannot be read gives one row with its
+``image_index`` and the ``error``, and the other images of the request are still answered.
 ``mlflow models serve`` takes the same input as JSON: ``{"dataframe_records": [{"image":
 "<base64>"}]}``.
 """
@@ -17,30 +20,24 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 
-OUTPUT_COLUMNS = ("image_index", "letter", "class_id", "confidence", "x1", "y1", "x2", "y2")
+from tasks.inference.image_bytes import MAX_PIXELS, ImageRejected, decode_image_bytes
+
+OUTPUT_COLUMNS = (
+    "image_index", "letter", "class_id", "confidence", "x1", "y1", "x2", "y2", "error",
+)  # fmt: skip
 
 
-def decode_image(value: str) -> np.ndarray:
-    """Decode a base64 image or read an image path into a BGR array.
+def decode_image(value: str, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode one request's base64 image into a BGR array.
 
     Raises:
-        ValueError: The value is neither a readable image file nor base64 image bytes.
+        ImageRejected: Not base64 image bytes (a path included), or too many pixels.
     """
-    import cv2
-
-    if len(value) < 4096 and Path(value).is_file():
-        image = cv2.imread(value, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"{value}: not a readable image")
-        return image
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("input is neither an image path nor base64 image bytes") from None
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("base64 input does not decode to an image")
-    return image
+        raise ImageRejected(f"{name} is not base64 image bytes") from None
+    return decode_image_bytes(raw, max_pixels, name)
 
 
 def _images(model_input: Any) -> list[str]:
@@ -70,7 +67,12 @@ class AslDetectorModel(mlflow.pyfunc.PythonModel):
         options = {k: v for k, v in (params or {}).items() if k in ("conf", "iou", "max_det")}
         rows: list[dict[str, Any]] = []
         for index, value in enumerate(_images(model_input)):
-            result = self.recognizer.recognize(decode_image(value), **options)
+            try:
+                image = decode_image(value, f"image {index}")
+            except ImageRejected as problem:  # one bad image is a row, not a failed request
+                rows.append({"image_index": index, "error": str(problem)})
+                continue
+            result = self.recognizer.recognize(image, **options)
             for det in result.detections:
                 rows.append(
                     {
@@ -82,6 +84,7 @@ class AslDetectorModel(mlflow.pyfunc.PythonModel):
                         "y1": float(det.box.y1),
                         "x2": float(det.box.x2),
                         "y2": float(det.box.y2),
+                        "error": "",
                     }
                 )
         return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
