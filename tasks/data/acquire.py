@@ -8,9 +8,10 @@ written once (temp folder + rename) and never changed afterwards.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -70,20 +71,33 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_id(root: Path) -> str:
-    """Hash a YOLO dataset folder's images and labels into a short content id.
+def content_id(root: Path, names: Sequence[str] | None = None) -> str:
+    """Hash a YOLO dataset folder's class names, images and labels into a short content id.
+
+    The class names are part of the content: a label says ``3``, and only the names say which
+    letter that is, so renaming or reordering them makes a different dataset.
 
     Args:
         root: Folder with ``train``/``valid``/``test`` sub-folders.
+        names: Class names, index = class id; read from ``root/data.yaml`` (through
+            :func:`~tasks.data.yolo_format.read_names`) when not given.
 
     Returns:
-        16 hex characters of the sha256 over the sorted (relative path, file sha256) pairs of
-        every file under the split folders, ignoring ``*.cache``, ``data.yaml`` and READMEs.
+        16 hex characters of the sha256 over the class names in order, then the sorted
+        (relative path, file sha256) pairs of every file under the split folders, ignoring
+        ``*.cache``, ``data.yaml`` and READMEs.
+
+    Raises:
+        AcquireError: If ``names`` is not given and ``root/data.yaml`` has no valid names.
     """
+    if names is None:
+        names = read_names(root / "data.yaml")
     entries = sorted(
         (path.relative_to(root).as_posix(), _file_sha256(path)) for path in _content_files(root)
     )
     digest = hashlib.sha256()
+    # JSON keeps the names unambiguous whatever characters they hold.
+    digest.update(f"names\0{json.dumps(list(names))}\n".encode())
     for relative, file_hash in entries:
         digest.update(f"{relative}\0{file_hash}\n".encode())
     return digest.hexdigest()[:16]
@@ -117,7 +131,7 @@ def acquire(source: str, datasets_dir: Path, api_key: str | None = None) -> Data
         export_root = _materialize(parsed, workdir, api_key)
         staged = workdir / "dataset"
         names = _normalize(export_root, staged, move=parsed.kind != "folder")
-        dataset_id = content_id(staged)
+        dataset_id = content_id(staged, names)  # staged has no data.yaml yet
         final = datasets_dir / "raw" / dataset_id
         if final.exists():
             log.info("dataset %s from %s is already at %s", dataset_id, parsed, final)

@@ -29,6 +29,9 @@ KEY_HINT = "set ROBOFLOW_API_KEY or FINGERSPELL_ROBOFLOW_API_KEY"
 _URL_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.response", "requests")
 _JUNK_ENTRIES = {"__MACOSX", ".DS_Store"}
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
+# The most an archive may unpack to, by the sizes its entries declare; a zip bomb of a few
+# kilobytes could otherwise fill the disk. zipfile never writes more than an entry declares.
+MAX_UNCOMPRESSED_BYTES = 16 * 1024**3
 
 
 class AcquireError(RuntimeError):
@@ -137,17 +140,43 @@ def extract_zip(archive: Path, target: Path) -> Path:
 
     Raises:
         FileNotFoundError: If the archive does not exist.
-        AcquireError: If it is not a zip or holds no YOLO export.
+        AcquireError: If it is not a zip, holds no YOLO export, has an entry whose path leaves
+            ``target`` (absolute or with ``..``), or declares more than
+            :data:`MAX_UNCOMPRESSED_BYTES` in all; the last two before anything is written.
     """
     if not archive.is_file():
         raise FileNotFoundError(f"dataset zip {archive} does not exist")
     try:
         with zipfile.ZipFile(archive) as bundle:
-            # extractall drops absolute paths and '..' parts, so members stay under target.
+            _check_members(archive, bundle.infolist())
             bundle.extractall(target)
     except zipfile.BadZipFile as exc:
         raise AcquireError(f"{archive} is not a valid zip file: {exc}") from exc
     return find_export_root(target, f"zip {archive}")
+
+
+def _check_members(archive: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse an archive with a path-escaping entry or too large a declared size.
+
+    ``extractall`` would silently rewrite ``../x`` to ``x``; an export holding such a name is
+    broken or hostile, so it is refused rather than half-trusted.
+
+    Raises:
+        AcquireError: Naming the archive and the first bad entry, or both sizes.
+    """
+    for member in members:
+        name = member.filename.replace("\\", "/")
+        if name.startswith("/") or re.match(r"[a-zA-Z]:", name) or ".." in name.split("/"):
+            raise AcquireError(
+                f"{archive} has an entry outside the archive folder: {member.filename!r} "
+                "(absolute path or '..'); refusing to extract it"
+            )
+    total = sum(member.file_size for member in members)
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise AcquireError(
+            f"{archive} unpacks to {total:,} bytes, over the limit of "
+            f"{MAX_UNCOMPRESSED_BYTES:,} bytes (MAX_UNCOMPRESSED_BYTES); refusing to extract it"
+        )
 
 
 def download_roboflow(source: DatasetSource, target: Path, api_key: str | None) -> Path:

@@ -1,9 +1,9 @@
 """VALIDATE: check a YOLO dataset file by file and collect every problem, not just the first.
 
-Rules: every image decodes; images live only in ``<split>/images`` and nothing else does; every
-label line is ``class x y w h`` with an integer class in range, a centre inside the image and a
-non-degenerate size; every label file has its image; an image without boxes is a background;
-the same image bytes in two splits is leakage.
+Rules: every image decodes; images live only directly in ``<split>/images`` (the later stages
+read no sub-folder) and nothing else does; every label line is ``class x y w h`` with an integer
+class in range, a centre inside the image and a non-degenerate size; every label file has its
+image; an image without boxes is a background; the same image bytes in two splits is leakage.
 """
 
 from __future__ import annotations
@@ -32,8 +32,14 @@ from tasks.data.yolo_format import is_image, label_fields, label_line_problems
 __all__ = ["DatasetInvalid", "Problem", "SizeStats", "ValidationReport", "validate_dataset"]
 
 _IGNORED_NAMES = {"data.yaml", ".gitignore", ".gitkeep"}
-# A JPEG ends with the EOI marker and a PNG with its IEND chunk; a cut-off file lacks them.
-_TRAILERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
+# A JPEG starts with SOI and ends with EOI, a PNG starts with its signature and ends with its
+# IEND chunk: a file with the start but not the end was cut off (a truncated copy or download).
+_MARKERS = {
+    ".jpg": (b"\xff\xd8", b"\xff\xd9"),
+    ".jpeg": (b"\xff\xd8", b"\xff\xd9"),
+    ".png": (b"\x89PNG", b"IEND"),
+}
+_TRUNCATED = "truncated image: the file ends before its end marker"
 
 
 @dataclass
@@ -109,7 +115,10 @@ def _sort_files(scan: _Scan) -> None:
         kind = parts[1] if split and len(parts) > 2 else None
         image = is_image(path)
         if split and kind == "images":
-            if image:
+            if image and len(parts) > 3:
+                # Augment, crops and evaluate read only the files directly in <split>/images.
+                scan.add("error", path, f"image in a sub-folder of {split}/images: move it up")
+            elif image:
                 scan.images[split].append(path)
             else:
                 scan.add("error", path, f"not an image file: {split}/images holds only images")
@@ -132,18 +141,21 @@ def _inspect_image(path: Path) -> tuple[str, tuple[int, int] | None, str | None]
         data = path.read_bytes()
     except OSError as exc:
         return f"unreadable:{path}", None, f"cannot read image: {exc.strerror}"
+    if not data:  # an interrupted copy or download; say so rather than "corrupt"
+        # Its own key: several empty files are each this problem, not duplicates of each other.
+        return f"empty:{path}", None, "empty image file (0 bytes)"
     digest = hashlib.sha256(data).hexdigest()
     try:
         array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:
         array = None
+    start, end = _MARKERS.get(path.suffix.lower(), (b"", b""))
+    cut = bool(end) and data.startswith(start) and end not in data[-32:]
     if array is None:
-        return digest, None, "cannot decode image: corrupt or not an image"
+        return digest, None, _TRUNCATED if cut else "cannot decode image: corrupt or not an image"
     size = (int(array.shape[1]), int(array.shape[0]))
-    trailer = _TRAILERS.get(path.suffix.lower())
-    if trailer and trailer not in data[-32:]:
-        return digest, size, "truncated image: the file ends before its end marker"
-    return digest, size, None
+    # Some decoders fill a cut-off image with grey rather than fail: still an error.
+    return digest, size, _TRUNCATED if cut else None
 
 
 def _size_stats(dims: list[tuple[int, int]]) -> SizeStats:

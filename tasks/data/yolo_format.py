@@ -10,6 +10,7 @@ the rules of a label line are the validator's.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,6 +26,8 @@ from tasks.data.sources import AcquireError
 YAML_KEYS = {"train": "train", "valid": "val", "test": "test"}
 MIN_SIZE = 1e-3  # boxes thinner than this fraction of the image are labelling slips
 OVERFLOW = 0.02  # how far a box may poke out of the image before it is an error
+# A class id is written as an integer: "1.0" means a tool wrote floats, maybe in the wrong column.
+_INTEGER = re.compile(r"[+-]?\d+")
 
 
 class LabelLine(NamedTuple):
@@ -57,6 +60,10 @@ def label_line_problems(fields: Sequence[str], nc: int | None, geometry: bool = 
         fields: The line's fields.
         nc: Number of classes (``None``: any non-negative integer class id).
         geometry: Also check that the box lies in the image and is not degenerate.
+
+    Returns:
+        One message per problem: a wrong field count, a non-number, a class id that is not
+        written as an integer (``1.0``) or is out of range, and with ``geometry`` the box rules.
     """
     if len(fields) != 5:
         return [f"expected 5 values 'class x y w h', got {len(fields)}"]
@@ -72,6 +79,8 @@ def label_line_problems(fields: Sequence[str], nc: int | None, geometry: bool = 
     problems = []
     if not class_id.is_integer():
         problems.append(f"class id {fields[0]} is not an integer")
+    elif not _INTEGER.fullmatch(fields[0]):
+        problems.append(f"class id {fields[0]} is not written as an integer (write {class_id:.0f})")
     elif class_id < 0 or (nc is not None and class_id >= nc):
         upper = "" if nc is None else f"{nc - 1}"
         problems.append(f"class id {int(class_id)} out of range 0..{upper}")

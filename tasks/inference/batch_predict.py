@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from tasks.core.files import write_atomic
 from tasks.data.yolo_format import is_image
 from tasks.inference.draw import draw_detections
+from tasks.inference.image_bytes import decode_image_bytes
 from tasks.inference.recognizer import Recognizer
 
 CSV_COLUMNS = ("image", "letter", "confidence", "x1", "y1", "x2", "y2")
@@ -84,7 +85,8 @@ def read_image(location: str) -> np.ndarray:
     """Read a local path or an fsspec URI into a BGR array.
 
     Raises:
-        ValueError: The location cannot be read or does not decode as an image.
+        ValueError: The location cannot be read, is empty, does not decode as an image, or
+            declares more than :data:`~tasks.inference.image_bytes.MAX_PIXELS` pixels.
     """
     if "://" in location:
         import fsspec
@@ -99,10 +101,9 @@ def read_image(location: str) -> np.ndarray:
             data = Path(location).read_bytes()
         except OSError as error:
             raise ValueError(f"cannot read {location}: {error.strerror}") from None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{location} is not an image that can be decoded")
-    return image
+    # The one decoder for outside bytes: an empty file, a non-image or a pixel bomb becomes a
+    # one-line ValueError (ImageRejected) naming the file, never a cv2.error ending the batch.
+    return decode_image_bytes(data, name=location)
 
 
 def _annotated_name(location: str, index: int) -> str:

@@ -67,14 +67,21 @@ def test_parse_source_rejects(source: str) -> None:
 # --- content_id and data.yaml ---------------------------------------------------------------
 
 
-def test_content_id_hashes_only_split_files(subset_dataset: Path, tmp_path: Path) -> None:
+def test_content_id_hashes_split_files_and_class_names(
+    subset_dataset: Path, tmp_path: Path
+) -> None:
     copy = Path(shutil.copytree(subset_dataset, tmp_path / "copy"))
     original = content_id(copy)
     assert len(original) == 16 and int(original, 16) >= 0
+    assert content_id(copy, LETTERS) == original
     (copy / "train" / "labels.cache").write_bytes(b"cache")
     (copy / "README.dataset.txt").write_text("readme")
-    (copy / "data.yaml").write_text("names: [x]\n")
+    # Of data.yaml only the class names count: not its paths, nc form or other keys.
+    (copy / "data.yaml").write_text(f"path: /elsewhere\nroboflow: {{}}\nnames: {list(LETTERS)}\n")
     assert content_id(copy) == original
+    (copy / "data.yaml").write_text(f"names: {['x', *LETTERS[1:]]}\n")
+    assert content_id(copy) != original
+    (copy / "data.yaml").write_text(f"names: {list(LETTERS)}\n")
     label = next((copy / "valid" / "labels").iterdir())
     label.write_text(label.read_text() + "\n")
     assert content_id(copy) != original

@@ -85,6 +85,7 @@ def test_clean_dataset_counts(tiny: Path) -> None:
         pytest.param("3 0.5 0.5 0.2 0.2\n", 1, "class id 3 out of range 0..2", id="class-too-big"),
         pytest.param("-1 0.5 0.5 0.2 0.2\n", 1, "class id -1 out of range", id="negative-class"),
         pytest.param("1.5 0.5 0.5 0.2 0.2\n", 1, "not an integer", id="fractional-class"),
+        pytest.param("1.0 0.5 0.5 0.2 0.2\n", 1, "not written as an integer", id="float-class"),
         pytest.param("1 1.2 0.5 0.2 0.2\n", 1, "centre (1.2, 0.5) outside", id="centre-out"),
         pytest.param("1 0.5 -0.1 0.2 0.2\n", 1, "centre (0.5, -0.1) outside", id="centre-neg"),
         pytest.param("1 0.5 0.5 1.5 0.2\n", 1, "size 1.5x0.2 outside (0, 1]", id="too-wide"),
