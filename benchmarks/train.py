@@ -44,7 +44,7 @@ def main() -> None:
     from tasks.data.acquire import acquire
     from tasks.data.yolo_format import count_split_images
     from tasks.training.detector import TrainConfig
-    from tasks.training.ultralytics_hooks import throughput
+    from tasks.training.resume import throughput
 
     dataset = acquire(str(dataset_path()), home / "datasets")
     config = TrainConfig(

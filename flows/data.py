@@ -17,8 +17,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.records import SPLITS, DatasetRef
+from tasks.core.redact import redact
 from tasks.core.settings import ROBOFLOW_DEFAULT, get_settings, prepare_environment
-from tasks.data.acquire import acquire, parse_source
+from tasks.data.acquire import AcquireError, acquire, parse_source
 from tasks.data.augment import AugmentConfig, augment_dataset, augmented_id
 from tasks.data.preview import preview_grid
 from tasks.data.remote import fingerprint as remote_fingerprint
@@ -97,8 +98,21 @@ def roboflow_key() -> str | None:
 @task(cache_key_fn=_key_acquire, persist_result=True)
 def acquire_task(source: str, datasets_dir: Path) -> DatasetRef:
     """Copy the source into the data home under its content id."""
-    key = roboflow_key() if parse_source(source).kind == "roboflow" else None
-    return acquire(source, datasets_dir, api_key=key)
+    try:
+        key = roboflow_key() if parse_source(source).kind == "roboflow" else None
+        return acquire(source, datasets_dir, api_key=key)
+    except Exception as exc:
+        # Prefect keeps a failed task's exception (state message, persisted result), where the
+        # log filter cannot reach: a signed source URL in the message is redacted first, and
+        # the chain, whose causes name the URL too, is dropped.
+        message = str(exc)
+        if redact(message) == message:
+            raise
+        try:
+            clean = type(exc)(redact(message))
+        except Exception:
+            clean = AcquireError(redact(message))
+        raise clean from None
 
 
 def _key_validate(context: Any, params: dict[str, Any]) -> str:

@@ -3,6 +3,10 @@
 Runs are created and logged through ``MlflowClient`` with explicit run ids, never through
 mlflow's thread-local "active run": Prefect may run tasks on other threads, and the tree must
 not depend on that.
+
+Params and tags can hold URLs (a dataset source, a tracking URI), and a URL can hold a password
+or a signature. Everything written through this module, or through the client :func:`connect`
+returns, is passed through :func:`tasks.core.redact.redact` first.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Param
+from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from tasks.core.redact import redact, redact_value
 from tasks.core.settings import Settings
 from tasks.evaluation.report import EvalReport
 from tasks.registry import tracking
@@ -58,10 +63,55 @@ def load_tracking_credentials(tracking_uri: str) -> list[str]:
     return loaded
 
 
+class RedactingClient(MlflowClient):
+    """An ``MlflowClient`` that redacts URL credentials in every param and tag it writes.
+
+    Flows log through the client directly as well (``client.set_tag``), so redacting in the
+    client, not only in this module's helpers, covers every caller.
+    """
+
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, Any] | None = None,
+        run_name: str | None = None,
+    ) -> Any:
+        """``MlflowClient.create_run`` with redacted tag values."""
+        tags = {k: redact_value(v) for k, v in (tags or {}).items()}
+        return super().create_run(experiment_id, start_time, tags, run_name)
+
+    def set_tag(self, run_id: str, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """``MlflowClient.set_tag`` with a redacted value."""
+        return super().set_tag(run_id, key, redact_value(value), *args, **kwargs)
+
+    def log_param(self, run_id: str, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """``MlflowClient.log_param`` with a redacted value."""
+        return super().log_param(run_id, key, redact_value(value), *args, **kwargs)
+
+    def log_batch(
+        self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = (), **kwargs: Any
+    ) -> Any:
+        """``MlflowClient.log_batch`` with redacted param and tag values."""
+        params = [Param(p.key, redact(p.value)) for p in params]
+        tags = [RunTag(t.key, redact(t.value)) for t in tags]
+        return super().log_batch(run_id, metrics, params, tags, **kwargs)
+
+    def set_model_version_tag(
+        self, name: str, version: Any = None, key: Any = None, value: Any = None, **kwargs: Any
+    ) -> Any:
+        """``MlflowClient.set_model_version_tag`` with a redacted value."""
+        return super().set_model_version_tag(name, version, key, redact_value(value), **kwargs)
+
+
 def connect(settings: Settings) -> tuple[MlflowClient, str]:
-    """A client for the configured tracking store and the experiment id."""
+    """A redacting client for the configured tracking store, and the experiment id."""
     load_tracking_credentials(settings.tracking_uri)
-    return tracking.connect(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    _, experiment_id = tracking.connect(
+        settings.tracking_uri, settings.experiment, settings.artifact_root
+    )
+    uri = settings.tracking_uri
+    return RedactingClient(tracking_uri=uri, registry_uri=uri), experiment_id
 
 
 @contextmanager
@@ -73,7 +123,7 @@ def run(
     tags: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Create a run (nested under ``parent_id``), yield its id, mark it finished or failed."""
-    all_tags = dict(tags or {})
+    all_tags = {key: redact(str(value)) for key, value in (tags or {}).items()}
     if parent_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_id
     created = client.create_run(experiment_id, run_name=name, tags=all_tags)
@@ -87,8 +137,12 @@ def run(
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
-    """Log flat params (values as strings), 100 at a time as MLflow requires."""
-    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    """Log flat params (values as strings, URL credentials redacted), 100 at a time.
+
+    Redacted here as well as in :class:`RedactingClient`: callers may pass a plain client.
+    """
+    # Redact before truncating, so a cut can never leave half a URL that escapes the pattern.
+    items = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
     for start in range(0, len(items), 100):
         client.log_batch(run_id, params=items[start : start + 100])
 
@@ -103,11 +157,16 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
+def set_tag(client: MlflowClient, run_id: str, key: str, value: Any) -> None:
+    """Set a run tag, its value as a string with URL credentials redacted."""
+    client.set_tag(run_id, key, redact(str(value)))
+
+
 def log_json(client: MlflowClient, run_id: str, name: str, payload: Any) -> None:
-    """Log a JSON document as an artifact called ``name``."""
+    """Log a JSON document (URL credentials redacted) as an artifact called ``name``."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        path.write_text(json.dumps(payload, indent=2, default=str))
+        path.write_text(redact(json.dumps(payload, indent=2, default=str)))
         client.log_artifact(run_id, str(path))
 
 
@@ -125,10 +184,10 @@ def log_training(client: MlflowClient, run_id: str, result: TrainResult) -> None
         client.log_metric(run_id, key, float(value))
     if result.transferred is not None:
         client.log_metric(run_id, "pretrained_tensors_transferred", result.transferred[0])
-    client.set_tag(run_id, "resumed", str(result.resumed))
+    set_tag(client, run_id, "resumed", result.resumed)
     # Tags, not params: a resumed training logs them again, and params are immutable.
     for key, value in result.started_from.record().items():
-        client.set_tag(run_id, f"started_from.{key}", value)
+        set_tag(client, run_id, f"started_from.{key}", value)
 
 
 def log_report(client: MlflowClient, run_id: str, report: EvalReport) -> None:

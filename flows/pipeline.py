@@ -13,6 +13,7 @@ from flows import mlflow_runs
 from flows.data import DataParams, data_flow
 from flows.train import train_flow
 from flows.train_params import RecipeParams, TrainOutcome, TrainParams
+from tasks.core.redact import redact
 from tasks.core.settings import get_settings, prepare_environment
 
 
@@ -21,7 +22,14 @@ class PipelineParams(RecipeParams):
 
     data: DataParams = Field(default_factory=DataParams)
     reuse: bool = Field(
-        default=True, description="Resume/reuse a training of the same data and recipe."
+        default=True,
+        description="Resume or reuse a training of the same data and recipe, and train "
+        "nothing when a version of them is registered already.",
+    )
+    register_unchanged: bool = Field(
+        default=False,
+        description="Register a new version even when this dataset and recipe are registered "
+        "already.",
     )
 
 
@@ -65,8 +73,8 @@ def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
             )
             for split, count in dataset.counts.items():
                 client.log_metric(data_run, f"images_{split}", count)
-            client.set_tag(data_run, "dataset_id", dataset.id)
-            client.set_tag(parent, "dataset_id", dataset.id)
+            mlflow_runs.set_tag(client, data_run, "dataset_id", dataset.id)
+            mlflow_runs.set_tag(client, parent, "dataset_id", dataset.id)
             for name in ("preview.jpg",):
                 if (dataset.local_path / name).exists():
                     client.log_artifact(data_run, str(dataset.local_path / name), "dataset")
@@ -78,11 +86,12 @@ def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
                 train_changes=params.train_changes,
                 gate=params.gate,
                 reuse=params.reuse,
+                register_unchanged=params.register_unchanged,
             ),
             parent_run_id=parent,
         )
-        client.set_tag(parent, "model_version", outcome.model.version)
-        client.set_tag(parent, "promotion", outcome.decision.alias or "none")
+        mlflow_runs.set_tag(client, parent, "model_version", outcome.model.version)
+        mlflow_runs.set_tag(client, parent, "promotion", outcome.decision.alias or "none")
     metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(outcome.metrics.items()))
     m = outcome.metrics
     top1 = "; ".join(
@@ -94,13 +103,16 @@ def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
     get_run_logger().info(
         "\n".join(
             [
-                f"registered {outcome.model.name} v{outcome.model.version} "
+                f"{outcome.model.name} v{outcome.model.version}: {outcome.decision.reason}"
+                if outcome.decision.reason.startswith("nothing changed")
+                else f"registered {outcome.model.name} v{outcome.model.version} "
                 f"-> alias {outcome.decision.alias} ({outcome.decision.reason})",
                 f"top-1: {top1 or 'not scored'}",
                 f"metrics: {metrics}",
                 f"MLflow runs: pipeline {parent}, train {outcome.train_run_id}, "
                 f"evaluate {outcome.evaluate_run_id}",
-                f"look at them: mlflow ui --backend-store-uri {settings.tracking_uri}",
+                # The log filter would redact it too; the summary must not depend on that.
+                f"look at them: mlflow ui --backend-store-uri {redact(settings.tracking_uri)}",
             ]
         )
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,10 +31,18 @@ from tasks.evaluation.report import EvalReport
 from tasks.inference.bundle import assemble, bundle_artifacts
 from tasks.inference.export import export_onnx
 from tasks.registry.int8_choice import int8_variant
-from tasks.registry.models import log_model, model_metadata, register, version_tags
-from tasks.registry.promotion import GATE_SPLIT, decide_promotion, rescore_champion
+from tasks.registry.models import (
+    find_registered,
+    log_model,
+    model_metadata,
+    recipe_id,
+    register,
+    version_tags,
+)
+from tasks.registry.promotion import GATE_SPLIT, decide_promotion, rescore_champion, unchanged
+from tasks.registry.tracking import with_retries
 from tasks.training.classifier import ClassifierConfig, train_classifier
-from tasks.training.detector import TrainConfig, TrainResult, resolve_device, train
+from tasks.training.detector import PLACEMENT, TrainConfig, TrainResult, resolve_device, train
 
 
 @task(cache_policy=NO_CACHE, retries=1)
@@ -114,9 +123,25 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
     config = params.recipe()
     # On Vertex AI the dataset arrives as a gs:// URI; YOLO reads a local copy.
     dataset = localize(params.dataset, settings.datasets_dir)
+    recipe = recipe_id(
+        dataset.id, config.model_dump(mode="json", exclude=PLACEMENT) | {"int8": params.int8}
+    )
+    unchanged_skips = params.reuse and not params.register_unchanged
+    if unchanged_skips and (same := find_registered(dataset.id, recipe)) is not None:
+        # A weekly retraining on unchanged data would only register a copy.
+        version, registered_tags = same
+        decision = unchanged(version, params.gate.alpha)
+        logger.info(decision.reason)
+        return TrainOutcome(
+            model=version,
+            decision=decision,
+            train_run_id=registered_tags.get("train_run_id", version.run_id or ""),
+            evaluate_run_id=registered_tags.get("evaluate_run_id", ""),
+            metrics=version.metrics,
+        )
     runs_dir = settings.home / "runs"
-    if not params.reuse:
-        runs_dir = runs_dir / time.strftime("%Y%m%d-%H%M%S")
+    if not params.reuse:  # a folder of its own, even for two runs started in the same second
+        runs_dir = runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     tags = {"dataset_id": dataset.id, "profile": params.profile}
 
     # What evaluation, int8 and rescoring look at: the detector, or the two-stage folder.
@@ -216,13 +241,17 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             started_from={stage: w.record() for stage, w in started_from.items()},
             bundle=two_stage,
         )  # fmt: skip
-        model_uri = log_model(train_run, result.best, onnx, meta, int8=int8, extra=extra)
+        model_uri = with_retries(
+            lambda: log_model(train_run, result.best, onnx, meta, int8=int8, extra=extra),
+            "logging the model",
+        )
         tags = version_tags(
             dataset.id, params.profile, train_run, eval_run, metrics,
             eval_dataset_id=eval_dataset_id,
             started_from={stage: w.describe() for stage, w in started_from.items()},
+            recipe=recipe,
         )  # fmt: skip
-        version = register(model_uri, tags)
+        version = with_retries(lambda: register(model_uri, tags), "registering the model")
 
         def rescore(champion: ModelVersion) -> dict[str, bool] | None:
             # The paired test needs the champion's results on the candidate's own images.

@@ -62,8 +62,13 @@ class TrainParams(RecipeParams):
     dataset: DatasetRef = Field(description="The dataset, as the data flow returned it.")
     reuse: bool = Field(
         default=True,
-        description="Resume or reuse the run folder of the same dataset and recipe; "
-        "false always trains anew.",
+        description="Resume or reuse the run folder of the same dataset and recipe, and "
+        "train nothing when a version of them is registered already; false always trains anew.",
+    )
+    register_unchanged: bool = Field(
+        default=False,
+        description="Register a new version even when this dataset and recipe are registered "
+        "already (the gate then compares it with the champion as usual).",
     )
     int8: bool = Field(
         default=True,

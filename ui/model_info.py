@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
+from tasks.core.redact import redact
 from tasks.registry.models import CHAMPION, MODEL_NAME
+from tasks.registry.tracking import TrackingUnavailable, check_reachable
 
 Problem = Literal["unreachable", "no_models", "no_champion", "no_version", "unloadable"]
 SPLITS = ("test", "valid")
@@ -25,10 +26,14 @@ OVERALL = ("map50", "map50_95", "precision", "recall", "top1", "top1_low", "top1
 
 
 class ModelUnavailable(RuntimeError):
-    """No model can be shown; ``kind`` says why, the message says what to do."""
+    """No model can be shown; ``kind`` says why, the message says what to do.
+
+    The message is shown on the page as it is, and names the tracking URI or echoes an MLflow
+    error that may: URL credentials in it are redacted here, whoever raises it.
+    """
 
     def __init__(self, kind: Problem, message: str) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.kind = kind
 
 
@@ -91,12 +96,10 @@ def check_tracking(tracking_uri: str, timeout: float = 3.0) -> None:
     parsed = urlparse(tracking_uri)
     if parsed.scheme in ("http", "https"):
         try:
-            with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):
-                return
-        except OSError as error:
-            raise ModelUnavailable(
-                "unreachable", f"MLflow at {tracking_uri} does not answer ({error})."
-            ) from error
+            check_reachable(tracking_uri, timeout=timeout, waits=())
+        except TrackingUnavailable as error:
+            raise ModelUnavailable("unreachable", str(error)) from error
+        return
     if parsed.scheme == "sqlite":
         # sqlite:///relative.db or sqlite:////absolute.db
         path = Path(unquote(tracking_uri.removeprefix("sqlite:///")))

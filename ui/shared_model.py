@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from tasks.core.redact import redact
 from tasks.core.settings import get_settings
 from tasks.inference.recognizer import Recognizer
 from tasks.registry.tracking import client_for
@@ -97,5 +98,6 @@ def show_unavailable(problem: ModelUnavailable) -> None:
         st.warning(f"**This model cannot be used.** {problem}")
         st.markdown("Pick another version on the **Model** page.")
     st.caption(
-        f"The app reads models from `{uri}` (set `FINGERSPELL_MLFLOW_TRACKING_URI` to change it)."
+        f"The app reads models from `{redact(uri)}` "
+        "(set `FINGERSPELL_MLFLOW_TRACKING_URI` to change it)."
     )

@@ -6,8 +6,10 @@ one folder is atomic, so a reader (or a process killed half-way) never sees a pa
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,9 +20,46 @@ log = logging.getLogger(__name__)
 
 
 def staging_dir(target: Path, prefix: str | None = None) -> Path:
-    """A fresh empty folder beside ``target`` (same file system, so a rename is atomic)."""
+    """A fresh empty folder beside ``target`` (same file system, so a rename is atomic).
+
+    Its name carries this process's id, so that leftovers of a killed process (``kill -9``
+    skips every clean-up) are recognised and removed the next time one is made here.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=prefix or f".{target.name}-", dir=target.parent))
+    prefix = prefix or f".{target.name}-"
+    sweep_stale(target.parent, prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_stale(folder: Path, prefix: str) -> list[Path]:
+    """Remove the staging folders under ``folder`` whose process is gone.
+
+    Args:
+        folder: Where staging folders of ``prefix`` are made.
+        prefix: Their name prefix (see :func:`staging_dir`).
+
+    Returns:
+        The folders removed.
+    """
+    pattern = re.compile(re.escape(prefix) + r"(\d+)-[A-Za-z0-9_]{8}")
+    removed = []
+    for entry in folder.glob(f"{glob.escape(prefix)}*"):
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            log.info("removed %s, left by a process that was killed", entry)
+            removed.append(entry)
+    return removed
 
 
 def publish(
@@ -99,3 +138,27 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
         tmp.write_bytes(payload)
         os.chmod(tmp, 0o644)  # these files are meant to be shared
     return path
+
+
+@contextmanager
+def run_folder_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock while the block runs: one training per run folder at a time.
+
+    Two runs of the same dataset and recipe (a schedule and a user, say) key the same run
+    folder. The second waits here until the first is done, then finds its finished training
+    and reuses it. The lock is an ``flock`` on ``<folder>.lock``, so a killed holder
+    (even ``kill -9``) releases it at once and no stale lock is left to clean.
+    """
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with (folder.parent / f"{folder.name}.lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s is in use by another training; waiting for it to finish", folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tasks.core.redact import install_redaction
+
 ROBOFLOW_DEFAULT = "roboflow:david-lee-d0rhs/american-sign-language-letters/1"
 
 # Offline-safe, quiet settings of the libraries we use (the Makefile exports the same).
@@ -107,15 +109,23 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Read settings from the environment once per process."""
+    """Read settings from the environment once per process.
+
+    Log redaction is installed here too: the app reads settings before anything can log a
+    tracking URI, without calling :func:`prepare_environment`.
+    """
+    install_redaction()
     return Settings()
 
 
 def prepare_environment(settings: Settings) -> None:
     """Point third-party libraries at the data home before they are imported.
 
-    Ultralytics reads ``YOLO_CONFIG_DIR`` at import time, so this must run first.
+    Ultralytics reads ``YOLO_CONFIG_DIR`` at import time, so this must run first. Every flow
+    calls this, after Prefect has configured its log handlers, so URL credentials are redacted
+    from here on in every handler (Prefect's run logs included).
     """
+    install_redaction()
     settings.home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("YOLO_CONFIG_DIR", str(settings.yolo_config_dir))
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")

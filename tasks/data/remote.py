@@ -13,10 +13,12 @@ import hashlib
 import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec import AbstractFileSystem
 
+from tasks.core.redact import redact
 from tasks.data.sources import AcquireError
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,11 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     except ImportError as exc:
         package = PACKAGES.get(scheme, f"the fsspec implementation of {scheme}://")
         raise AcquireError(
-            f"reading dataset source {url} needs the {package} package "
+            f"reading dataset source {redact(url)} needs the {package} package "
             f"(pip install {package}): {exc}"
         ) from exc
     except ValueError as exc:
-        raise AcquireError(f"dataset source {url}: {exc}") from exc
+        raise AcquireError(f"dataset source {redact(url)}: {redact(str(exc))}") from None
 
 
 def _version(info: dict[str, Any]) -> str:
@@ -85,20 +87,26 @@ def fetch(url: str, target: Path) -> Path:
     fs, root = filesystem(url)
     root = root.rstrip("/")
     target.mkdir(parents=True)
+    # A signed URL ends in its query (…/asl.zip?X-Goog-Signature=…): the name is the path's.
+    name = PurePosixPath(urlsplit(root).path if "://" in root else root).name
     try:
-        if PurePosixPath(root).suffix.lower() == ".zip":
-            local = target / PurePosixPath(root).name
+        if PurePosixPath(name).suffix.lower() == ".zip":
+            local = target / name
             fs.get_file(root, str(local))
             return local
         files = fs.find(root) if fs.isdir(root) else []
         if not files:
-            raise AcquireError(f"dataset source {url} is neither a .zip nor a non-empty folder")
+            raise AcquireError(
+                f"dataset source {redact(url)} is neither a .zip nor a non-empty folder"
+            )
         locals_ = [target.joinpath(*PurePosixPath(f).relative_to(root).parts) for f in files]
         for local in locals_:
             local.parent.mkdir(parents=True, exist_ok=True)
         # One call with lists: async filesystems (gcsfs) copy the files concurrently.
         fs.get(files, [str(local) for local in locals_])
     except (OSError, ValueError) as exc:
-        raise AcquireError(f"copying dataset source {url} failed: {exc}") from exc
-    log.info("fetched %d files from %s", len(files), url)
+        raise AcquireError(
+            f"copying dataset source {redact(url)} failed: {redact(str(exc))}"
+        ) from None
+    log.info("fetched %d files from %s", len(files), redact(url))
     return target

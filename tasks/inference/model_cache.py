@@ -7,8 +7,10 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tasks.core.files import publish, staging_dir
+from tasks.core.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,7 @@ def download(uri: str, cache_dir: Path) -> Path:
     if uri.startswith("models:/"):
         name, _, ref = uri.removeprefix("models:/").partition("@")
         if ref:  # an alias moves; cache by the version it points at now
-            version = MlflowClient().get_model_version_by_alias(name, ref).version
+            version = _version_of_alias(MlflowClient(), name, ref)
             resolved = f"models:/{name}/{version}"
         else:
             cacheable = uri.rstrip("/").rsplit("/", 1)[-1].isdigit()  # "latest" or a stage moves
@@ -47,3 +49,19 @@ def download(uri: str, cache_dir: Path) -> Path:
     if not publish(staging, final, complete=marker.name):
         shutil.rmtree(staging, ignore_errors=True)  # another process's copy is as good as ours
     return final / relative
+
+
+def _version_of_alias(client: Any, name: str, alias: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        # The usual first-run state (nothing trained yet): say what to do, not a traceback.
+        raise FileNotFoundError(
+            f"no version of model {name!r} holds alias {alias!r} in MLflow at "
+            f"{redact(client.tracking_uri)}; train one first (make demo), or name a version "
+            f"(models:/{name}/<n>)"
+        ) from None

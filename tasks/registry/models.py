@@ -6,6 +6,7 @@ Every trained model is logged as a pyfunc model and registered as a new version 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -24,6 +25,7 @@ MODEL_NAME = "asl-detector"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ARTIFACT_NAME = "model"
+RECIPE_TAG = "recipe_id"
 
 _SERVING_PACKAGES = ("numpy", "pandas", "opencv-python-headless", "onnxruntime", "pydantic")
 
@@ -119,16 +121,40 @@ def register(model_uri: str, tags: dict[str, str], name: str = MODEL_NAME) -> Mo
     )
 
 
-def get_version(alias: str, name: str = MODEL_NAME) -> ModelVersion | None:
-    """The version holding ``alias``, or None when no version has it."""
+def recipe_id(dataset_id: str, recipe: Mapping[str, Any]) -> str:
+    """16 hex characters naming (dataset content, recipe): what a trained model depends on.
+
+    Args:
+        dataset_id: The dataset's content id.
+        recipe: The recipe as JSON-able data, without where it runs (device, workers).
+    """
+    payload = json.dumps([dataset_id, recipe], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def find_registered(
+    dataset_id: str, recipe: str, name: str = MODEL_NAME
+) -> tuple[ModelVersion, dict[str, str]] | None:
+    """The newest version trained on ``dataset_id`` with recipe id ``recipe``, and its tags.
+
+    Retraining on an unchanged dataset with an unchanged recipe would register a copy; the
+    training flow asks here first.
+    """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+    same = [
+        mv
+        for mv in client.search_model_versions(f"name = '{name}'")
+        if mv.tags.get("dataset_id") == dataset_id and mv.tags.get(RECIPE_TAG) == recipe
+    ]
+    if not same:
         return None
+    mv = max(same, key=lambda v: int(v.version))
+    return _version(mv, name), dict(mv.tags)
+
+
+def _version(mv: Any, name: str) -> ModelVersion:
     metrics = {k[7:]: float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
     return ModelVersion(
         name=name,
@@ -138,6 +164,23 @@ def get_version(alias: str, name: str = MODEL_NAME) -> ModelVersion | None:
         dataset_id=mv.tags.get("dataset_id"),
         metrics=metrics,
     )
+
+
+def get_version(alias: str, name: str = MODEL_NAME) -> ModelVersion | None:
+    """The version holding ``alias``, or None when no version has it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        # Only "no such alias/model" means none; a server that is down must not read as
+        # "no champion" (the gate would crown the candidate).
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    return _version(mv, name)
 
 
 def model_metadata(
@@ -175,9 +218,12 @@ def version_tags(
     *,
     eval_dataset_id: str | None = None,
     started_from: Mapping[str, str] | None = None,
+    recipe: str | None = None,
 ) -> dict[str, str]:
     """The tags of a registered version, which the app's model page and the gate read."""
     tags = {"dataset_id": dataset_id}
+    if recipe is not None:
+        tags[RECIPE_TAG] = recipe
     if eval_dataset_id is not None:
         tags["eval_dataset_id"] = eval_dataset_id
     tags |= {"profile": profile, "train_run_id": train_run_id, "evaluate_run_id": evaluate_run_id}

@@ -5,7 +5,9 @@ scored again on the candidate's valid images, and ``champion`` moves only when t
 reads more of the *same* images right beyond chance: an exact McNemar test on the images the
 two disagree on. With 144 valid images one image is 0.7 points of top-1, so a higher score
 alone is mostly noise. Otherwise the candidate gets ``challenger``. A candidate without a valid
-score never moves an alias.
+score never moves an alias. The champion is read again just before the alias moves: if another
+run promoted in the meantime, the candidate was not compared with that one and stays
+``challenger``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tasks.evaluation.evaluate import evaluate
 from tasks.evaluation.significance import mcnemar
 from tasks.inference.bundle import is_two_stage
 from tasks.registry.models import CHALLENGER, CHAMPION, MODEL_NAME, get_version
+from tasks.registry.tracking import with_retries
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +114,15 @@ def decide_promotion(
                 f"{paired.reference_only} only by the champion; exact McNemar "
                 f"p = {paired.p_value:.3g} (alpha {alpha}): {verdict}"
             )
+        if promoted and (moved := _champion_moved(champion, name)) is not None:
+            # Another run promoted while this one was scored: it was not compared with it.
+            promoted = False
+            reason += f"; but champion moved to {moved} meanwhile, so it stays challenger"
         alias = CHAMPION if promoted else CHALLENGER
-        client.set_registered_model_alias(name, alias, candidate.version)
+        with_retries(
+            lambda: client.set_registered_model_alias(name, alias, candidate.version),
+            f"setting alias {alias} on v{candidate.version}",
+        )
     decision = PromotionDecision(
         version=candidate.version,
         alias=alias,
@@ -130,6 +140,29 @@ def decide_promotion(
     if alias is not None:
         log.info("promotion: v%s -> %s (%s)", candidate.version, alias, reason)
     return decision
+
+
+def unchanged(version: ModelVersion, alpha: float) -> PromotionDecision:
+    """The decision when nothing was trained: ``version`` already holds this data and recipe."""
+    return PromotionDecision(
+        version=version.version,
+        alias=None,
+        promoted=False,
+        candidate_score=version.metrics.get(GATE_METRIC),
+        alpha=alpha,
+        reason=f"nothing changed: v{version.version} was trained on the same dataset "
+        f"({version.dataset_id}) with the same recipe; nothing trained, aliases left as they "
+        "were (reuse=false trains anew)",
+    )
+
+
+def _champion_moved(compared: ModelVersion | None, name: str) -> str | None:
+    """The champion now, if it is not the one the candidate was compared with."""
+    now = get_version(CHAMPION, name)
+    before = compared.version if compared else None
+    if (now.version if now else None) == before:
+        return None
+    return f"v{now.version}" if now else "no version"
 
 
 def _record(client: Any, name: str, decision: PromotionDecision) -> None:

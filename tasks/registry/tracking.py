@@ -6,7 +6,16 @@ MLflow's URIs.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from tasks.core.redact import redact
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def configure_mlflow(tracking_uri: str, experiment: str, artifact_root: str | None) -> str:
@@ -43,7 +52,81 @@ def client_for(tracking_uri: str) -> Any:
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server does not answer."""
+
+
+def check_reachable(
+    tracking_uri: str, timeout: float = 5.0, waits: Sequence[float] = (2, 5)
+) -> None:
+    """Fail early and clearly when an MLflow server is down, before any work starts.
+
+    MLflow's own client would retry each request for minutes and then fail with a long
+    traceback, after the data had been built. Only a server URI is checked (a sqlite store
+    is a file); any HTTP answer counts as up, so a server that wants credentials passes here.
+
+    Raises:
+        TrackingUnavailable: No answer after the waits, naming the server (credentials
+            redacted) and the setting to change.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    health = f"{tracking_uri.rstrip('/')}/health"
+    error: Exception | None = None
+    for wait in (*waits, None):
+        try:
+            requests.get(health, timeout=timeout)
+            return
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            error = exc
+        if wait is not None:
+            time.sleep(wait)
+    reason = type(error).__name__ if error else "no answer"
+    raise TrackingUnavailable(
+        f"MLflow tracking server {redact(tracking_uri)} does not answer ({reason}); start it, "
+        "or point FINGERSPELL_MLFLOW_TRACKING_URI at one that runs"
+    )
+
+
 def connect(tracking_uri: str, experiment: str, artifact_root: str | None) -> tuple[Any, str]:
-    """A client for the tracking store, and the id of ``experiment`` (created if needed)."""
+    """A client for the tracking store, and the id of ``experiment`` (created if needed).
+
+    Raises:
+        TrackingUnavailable: A tracking server that does not answer (see
+            :func:`check_reachable`).
+    """
+    check_reachable(tracking_uri)
     experiment_id = configure_mlflow(tracking_uri, experiment, artifact_root)
     return client_for(tracking_uri), experiment_id
+
+
+def with_retries(
+    action: Callable[[], T],
+    what: str,
+    waits: Sequence[float] = (10.0, 30.0, 60.0),
+) -> T:
+    """Run ``action``; when the tracking store fails, wait and try again.
+
+    MLflow's HTTP client already retries a request for a while; this covers a server that is
+    down for longer (a restart, a deploy) around the steps that must not be lost, such as
+    registering a trained model. The last failure is raised.
+
+    Args:
+        action: The step, e.g. ``lambda: register(uri, tags)``.
+        what: Its name, for the log.
+        waits: Seconds to wait before each new try.
+    """
+    for wait in waits:
+        try:
+            return action()
+        except Exception as error:  # MlflowException, a connection error, a locked sqlite
+            log.warning("%s failed (%s); trying again in %.0f s", what, _short(error), wait)
+            time.sleep(wait)
+    return action()
+
+
+def _short(error: Exception) -> str:
+    first = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {first[0][:200] if first else ''}"

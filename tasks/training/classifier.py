@@ -14,15 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks.core.files import run_folder_lock
 from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.crops import build_crop_dataset
-from tasks.training.detector import TrainResult, finish_run, reuse_finished
-from tasks.training.ultralytics_hooks import (
-    MlflowLogger,
-    quiet_ultralytics,
-    usable_checkpoint,
-)
+from tasks.training.resume import KeepTimeBudget, TrainResult, finish_run, pick_up
+from tasks.training.ultralytics_hooks import MlflowLogger, quiet_ultralytics
 from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
 
 log = logging.getLogger(__name__)
@@ -73,47 +70,77 @@ def train_classifier(
     start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
     run_dir = runs_dir / config.key(dataset_id, start.sha256)
     weights = run_dir / "weights"
-    if (finished := reuse_finished(run_dir, DONE_MARKER)) is not None:
-        return finished
+    with run_folder_lock(run_dir):
+        state = pick_up(
+            run_dir, DONE_MARKER, start,
+            n_train=lambda: _count_crops(crops),
+            fraction=config.fraction,
+            row_metrics=_top1_metrics,
+            best_metric=TOP1,
+        )  # fmt: skip
+        if state.finished is not None:
+            return state.finished
+        if state.resume:
+            model, transferred = YOLO(str(weights / "last.pt")), None
+            kwargs: dict[str, Any] = {"resume": True, "data": str(crops), "workers": config.workers}
+            KeepTimeBudget(state.seconds_before).attach(model)
+        else:
+            model = YOLO(architectures.resolve(config.model))
+            transferred = transfer(model, start)
+            kwargs = _fresh_args(config, crops, runs_dir, run_dir, device, start.pretrained)
+        if mlflow_run_id:
+            MlflowLogger(mlflow_run_id, tracking_uri).attach(model)
+        started = time.time()
+        model.train(**kwargs)
+        trainer_metrics = getattr(model.trainer, "metrics", None) or {}
+        return finish_run(
+            run_dir, _count_crops(crops), config.fraction, state.resume,
+            _top1_metrics(trainer_metrics), start, transferred, DONE_MARKER,
+            fallback_seconds=time.time() - started,
+        )  # fmt: skip
 
-    resumed = usable_checkpoint(weights / "last.pt")
-    if resumed:
-        model, transferred = YOLO(str(weights / "last.pt")), None
-        kwargs: dict[str, Any] = {"resume": True, "data": str(crops), "workers": config.workers}
-    else:
-        model = YOLO(architectures.resolve(config.model))
-        transferred = transfer(model, start)
-        kwargs = {
-            "data": str(crops),
-            "imgsz": config.imgsz,
-            "epochs": config.epochs,
-            "batch": config.batch,
-            "optimizer": config.optimizer,
-            "lr0": config.lr0,
-            "fraction": config.fraction,
-            "seed": config.seed,
-            "deterministic": True,
-            "device": device,
-            "workers": config.workers,
-            # False makes ultralytics re-initialise every layer, loaded ones too.
-            "pretrained": start.pretrained,
-            "amp": False,
-            "project": str(runs_dir),
-            "name": run_dir.name,
-            "exist_ok": True,
-            "plots": False,
-            "verbose": False,
-        }
-        if config.time_hours is not None:
-            kwargs["time"] = config.time_hours
-    if mlflow_run_id:
-        MlflowLogger(mlflow_run_id, tracking_uri).attach(model)
-    started = time.time()
-    model.train(**kwargs)
-    n_train = sum(1 for p in (crops / "train").rglob("*.jpg"))
-    top1 = float(getattr(model.trainer, "metrics", {}).get("metrics/accuracy_top1", float("nan")))
-    metrics = {"valid_crop_top1": top1} if top1 == top1 else {}
-    return finish_run(
-        run_dir, n_train, config.fraction, resumed, metrics, start, transferred,
-        fallback_seconds=time.time() - started, marker=DONE_MARKER,
-    )  # fmt: skip
+
+TOP1 = "metrics/accuracy_top1"
+
+
+def _count_crops(crops: Path) -> int:
+    return sum(1 for _ in (crops / "train").rglob("*.jpg"))
+
+
+def _top1_metrics(values: dict[str, Any]) -> dict[str, float]:
+    top1 = float(values.get(TOP1, float("nan")))
+    return {"valid_crop_top1": top1} if top1 == top1 else {}
+
+
+def _fresh_args(
+    config: ClassifierConfig,
+    crops: Path,
+    runs_dir: Path,
+    run_dir: Path,
+    device: str,
+    pretrained: bool,
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "data": str(crops),
+        "imgsz": config.imgsz,
+        "epochs": config.epochs,
+        "batch": config.batch,
+        "optimizer": config.optimizer,
+        "lr0": config.lr0,
+        "fraction": config.fraction,
+        "seed": config.seed,
+        "deterministic": True,
+        "device": device,
+        "workers": config.workers,
+        # False makes ultralytics re-initialise every layer, loaded ones too.
+        "pretrained": pretrained,
+        "amp": False,
+        "project": str(runs_dir),
+        "name": run_dir.name,
+        "exist_ok": True,
+        "plots": False,
+        "verbose": False,
+    }
+    if config.time_hours is not None:
+        kwargs["time"] = config.time_hours
+    return kwargs

@@ -14,22 +14,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks.core.files import write_atomic
+from tasks.core.files import run_folder_lock
 from tasks.data.yolo_format import count_split_images
 from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
-from tasks.training.ultralytics_hooks import (
-    MlflowLogger,
-    clean_metrics,
-    quiet_ultralytics,
-    throughput,
-    usable_checkpoint,
-)
-from tasks.training.weights import PRETRAINED_CACHE, StartingWeights, resolve_weights, transfer
+from tasks.training.resume import KeepTimeBudget, TrainResult, finish_run, pick_up
+from tasks.training.ultralytics_hooks import MlflowLogger, clean_metrics, quiet_ultralytics
+from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
+
+__all__ = ["DONE_MARKER", "PLACEMENT", "TrainConfig", "TrainResult", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
 DONE_MARKER = "fingerspell-train.json"
+# Where a recipe runs, not what it trains: left out of the ids that name a trained model.
+PLACEMENT: dict[str, Any] = {
+    "device": True,
+    "workers": True,
+    "classifier": {"workers"},
+    "extra_classifiers": {"__all__": {"workers"}},
+}
 
 
 class TrainConfig(BaseModel):
@@ -142,67 +146,6 @@ class TrainConfig(BaseModel):
         return args
 
 
-class TrainResult(BaseModel):
-    """What a finished training left behind."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    run_dir: Path
-    best: Path
-    last: Path
-    epochs_completed: int
-    resumed: bool
-    train_seconds: float
-    images_per_second: float
-    metrics: dict[str, float] = Field(default_factory=dict)
-    started_from: StartingWeights = Field(
-        default_factory=lambda: StartingWeights(requested=None),
-        description="The pretrained weights the training started from.",
-    )
-    transferred: tuple[int, int] | None = Field(
-        default=None, description="(tensors loaded from those weights, tensors in the model)."
-    )
-
-
-def reuse_finished(run_dir: Path, marker: str = DONE_MARKER) -> TrainResult | None:
-    """The result of a training of ``run_dir`` that finished before (``marker`` written)."""
-    done = run_dir / marker
-    if done.exists() and (run_dir / "weights" / "best.pt").exists():
-        log.info("training %s already finished; reusing its best.pt", run_dir.name)
-        return TrainResult.model_validate_json(done.read_text())
-    return None
-
-
-def finish_run(
-    run_dir: Path,
-    n_train: int,
-    fraction: float,
-    resumed: bool,
-    metrics: dict[str, float],
-    start: StartingWeights,
-    transferred: Any,
-    fallback_seconds: float | None = None,
-    marker: str = DONE_MARKER,
-) -> TrainResult:
-    """Collect what a training left in ``run_dir`` and mark it finished (for reuse)."""
-    weights = run_dir / "weights"
-    epochs, seconds, rate = throughput(run_dir, n_train)
-    result = TrainResult(
-        run_dir=run_dir,
-        best=weights / "best.pt" if (weights / "best.pt").exists() else weights / "last.pt",
-        last=weights / "last.pt",
-        epochs_completed=epochs,
-        resumed=resumed,
-        train_seconds=seconds if fallback_seconds is None else seconds or fallback_seconds,
-        images_per_second=rate * fraction,
-        metrics=metrics,
-        started_from=start,
-        transferred=transferred.count if transferred else None,
-    )
-    write_atomic(run_dir / marker, result.model_dump_json(indent=2))
-    return result
-
-
 def resolve_device(device: str) -> str:
     """Turn ``auto`` into the first GPU when one is present, else ``cpu``."""
     if device != "auto":
@@ -242,31 +185,43 @@ def train(
     start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
     run_dir = runs_dir / config.key(dataset_id, start.sha256)
     weights = run_dir / "weights"
-    if (finished := reuse_finished(run_dir)) is not None:
-        return finished
+    with run_folder_lock(run_dir):
+        state = pick_up(
+            run_dir, DONE_MARKER, start,
+            n_train=lambda: count_split_images(data_yaml, "train"),
+            fraction=config.fraction,
+            row_metrics=lambda row: clean_metrics(
+                {k: v for k, v in row.items() if k.startswith("metrics/")}
+            ),
+            best_metric="metrics/mAP50-95(B)",
+        )  # fmt: skip
+        if state.finished is not None:
+            return state.finished
+        if state.resume:
+            model, transferred = YOLO(str(weights / "last.pt")), None
+            # The checkpoint carries the recipe; only where the loaders run may change.
+            kwargs: dict[str, Any] = {"resume": True, "data": str(data_yaml)}
+            kwargs.update({k: v for k, v in config.ultralytics_args().items() if k == "workers"})
+            KeepTimeBudget(state.seconds_before).attach(model)
+        else:
+            model = YOLO(architectures.resolve(config.model))
+            transferred = transfer(model, start)
+            kwargs = {
+                **config.ultralytics_args(),
+                "data": str(data_yaml),
+                "project": str(runs_dir),
+                "name": run_dir.name,
+                "exist_ok": True,
+                "plots": True,
+                "verbose": False,
+            }
+        if mlflow_run_id:
+            MlflowLogger(mlflow_run_id).attach(model)
 
-    resumed = usable_checkpoint(weights / "last.pt")
-    if resumed:
-        log.info("resuming interrupted training from %s", weights / "last.pt")
-        model, transferred = YOLO(str(weights / "last.pt")), None
-        kwargs: dict[str, Any] = {"resume": True, "data": str(data_yaml)}
-        kwargs.update({k: v for k, v in config.ultralytics_args().items() if k in ("workers",)})
-    else:
-        model = YOLO(architectures.resolve(config.model))
-        transferred = transfer(model, start)
-        kwargs = {
-            **config.ultralytics_args(),
-            "data": str(data_yaml),
-            "project": str(runs_dir),
-            "name": run_dir.name,
-            "exist_ok": True,
-            "plots": True,
-            "verbose": False,
-        }
-    if mlflow_run_id:
-        MlflowLogger(mlflow_run_id).attach(model)
-
-    model.train(**kwargs)
-    metrics = clean_metrics(getattr(model.trainer, "metrics", None) or {})
-    n_train = count_split_images(data_yaml, "train")
-    return finish_run(run_dir, n_train, config.fraction, resumed, metrics, start, transferred)
+        model.train(**kwargs)
+        metrics = clean_metrics(getattr(model.trainer, "metrics", None) or {})
+        n_train = count_split_images(data_yaml, "train")
+        return finish_run(
+            run_dir, n_train, config.fraction, state.resume, metrics, start, transferred,
+            DONE_MARKER,
+        )  # fmt: skip

@@ -9,11 +9,8 @@ caller logs the artifacts. One run tree, the same everywhere.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -39,38 +36,73 @@ def clean_metrics(values: dict[str, Any]) -> dict[str, float]:
 
 
 class MlflowLogger:
-    """Ultralytics callbacks that log to one explicit MLflow run."""
+    """Ultralytics callbacks that log to one explicit MLflow run, best-effort.
+
+    A tracking server that goes away mid-training must not kill the training: a failed
+    write is kept and sent again with the next epoch's (MLflow's client has already retried
+    it by then), and whatever is still unsent when training ends is reported in one warning.
+    The run's ``results.csv``, logged with the artifacts afterwards, holds every epoch anyway.
+    """
 
     def __init__(self, run_id: str, tracking_uri: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri)
         self.run_id = run_id
+        self.pending_params: list[Any] = []
+        self.pending_metrics: list[Any] = []
+        self.params_done = False
 
     def attach(self, model: Any) -> None:
         """Register the callbacks on an ultralytics model before ``train``."""
         model.add_callback("on_pretrain_routine_end", self.params)
         model.add_callback("on_train_epoch_end", self.train_epoch)
         model.add_callback("on_fit_epoch_end", self.fit_epoch)
+        model.add_callback("on_train_end", self.train_end)
 
     def params(self, trainer: Any) -> None:
+        """The trainer's arguments, once (a resumed run has them already)."""
+        self._args = dict(vars(trainer.args))
+        self._flush()
+
+    def _param_batch(self) -> list[Any]:
         from mlflow.entities import Param
 
+        # A resumed run must not re-log (params are immutable).
         logged = set(self.client.get_run(self.run_id).data.params)
-        params = [
+        return [
             Param(f"yolo.{k}", str(v)[:6000])
-            for k, v in sorted(vars(trainer.args).items())
-            if f"yolo.{k}" not in logged  # a resumed run must not re-log (params are immutable)
+            for k, v in sorted(self._args.items())
+            if f"yolo.{k}" not in logged
         ]
-        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=params[start : start + 100])
+
+    def _flush(self) -> bool:
+        try:
+            if not self.params_done and hasattr(self, "_args"):
+                params = self._param_batch()
+                for start in range(0, len(params), 100):  # at most 100 params per batch
+                    self.client.log_batch(self.run_id, params=params[start : start + 100])
+                self.params_done = True
+            while self.pending_metrics:
+                batch = self.pending_metrics[:1000]  # MLflow takes 1000 metrics per batch
+                self.client.log_batch(self.run_id, metrics=batch)
+                del self.pending_metrics[: len(batch)]
+        except Exception as error:  # the tracking server is down: keep training
+            log.warning(
+                "MLflow logging failed (%s); %d metric values kept to send with the next epoch",
+                type(error).__name__, len(self.pending_metrics),
+            )  # fmt: skip
+            return False
+        return True
 
     def _log(self, trainer: Any, values: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, trainer.epoch) for k, v in clean_metrics(values).items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        self.pending_metrics += [
+            Metric(k, v, now, trainer.epoch) for k, v in clean_metrics(values).items()
+        ]
+        self._flush()
 
     def train_epoch(self, trainer: Any) -> None:
         """Losses and learning rates: once per trained epoch."""
@@ -81,39 +113,10 @@ class MlflowLogger:
         """Validation metrics; ultralytics calls this once more (step epochs+1) for best.pt."""
         self._log(trainer, dict(trainer.metrics or {}))
 
-
-def _read_results(csv_path: Path) -> list[dict[str, float]]:
-    if not csv_path.exists():
-        return []
-    with csv_path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [{k.strip(): float(v) for k, v in row.items() if v.strip()} for row in rows]
-
-
-def throughput(run_dir: Path, n_train_images: int) -> tuple[int, float, float]:
-    """Epochs, wall seconds and train images per second of a run, from its ``results.csv``.
-
-    The same formula serves the flow and the plain ``yolo train`` CLI in the benchmark.
-    """
-    rows = _read_results(run_dir / "results.csv")
-    if not rows:
-        return 0, 0.0, 0.0
-    seconds = rows[-1].get("time", 0.0)
-    epochs = len(rows)
-    return epochs, seconds, (epochs * n_train_images / seconds) if seconds else 0.0
-
-
-def usable_checkpoint(path: Path) -> bool:
-    """True if ``path`` is a checkpoint to resume from; a corrupt one is set aside."""
-    if not path.exists():
-        return False
-    try:
-        import torch
-
-        torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a kill while writing leaves a truncated file
-        aside = path.with_suffix(".corrupt")
-        log.warning("checkpoint %s unreadable (%s); moved to %s, starting over", path, error, aside)
-        os.replace(path, aside)
-        return False
-    return True
+    def train_end(self, trainer: Any) -> None:
+        """A last try for what is unsent; never fails the training."""
+        if (self.pending_metrics or not self.params_done) and not self._flush():
+            log.warning(
+                "MLflow run %s misses %d per-epoch values; results.csv has them all",
+                self.run_id, len(self.pending_metrics),
+            )  # fmt: skip

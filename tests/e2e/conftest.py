@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from servers import BIN, free_port, start_server, stop, wait_http
+from support.servers import BIN, free_port, start_server, stop, wait_http
 
 from tasks.core.settings import get_settings
 

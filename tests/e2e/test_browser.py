@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from chromium import camera_frame, have_chromium, start_chromium, start_stream, wait_for_frames
 from chromium import write_y4m as write_clip
-from servers import free_port, start_app, stop, wait_http
+from support.servers import free_port, start_app, stop, wait_http
 
 from tasks.inference.recognizer import Recognizer
 

@@ -18,7 +18,7 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from servers import BIN, free_port, start_server, stop, wait_http
+from support.servers import BIN, free_port, start_server, stop, wait_http
 
 from flows.data import DataParams
 from flows.pipeline import PipelineParams, pipeline_flow
@@ -34,11 +34,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 EXPERIMENT = "e2e"  # read by the e2e conftest's ``env`` fixture
 
 
-def _params(source: Path) -> PipelineParams:
+def _params(source: Path, register_unchanged: bool = False) -> PipelineParams:
     return PipelineParams(
         profile="smoke",
         data=DataParams(source=str(source), augment=AugmentConfig(copies=1)),
         gate=GateConfig(alpha=0.05),
+        register_unchanged=register_unchanged,
     )
 
 
@@ -51,7 +52,7 @@ def first(env: dict, subset_dataset: Path) -> TrainOutcome:
 def second(first: TrainOutcome, subset_dataset: Path) -> TrainOutcome:
     # The same data and recipe reuse the same training: a model that reads exactly the images
     # the champion reads is not better beyond chance, without faking any metric.
-    return pipeline_flow(_params(subset_dataset))
+    return pipeline_flow(_params(subset_dataset, register_unchanged=True))
 
 
 def _image_b64(dataset: Path) -> str:
@@ -212,3 +213,19 @@ def test_mlflow_models_serve_answers_over_http(first: TrainOutcome, env: dict, t
         stop(process)
     assert 1 <= len(predictions) <= 3
     assert all(p["letter"] in LETTERS and p["x2"] > p["x1"] for p in predictions)
+
+
+def test_mlflow_unchanged_data_and_recipe_register_nothing(
+    first: TrainOutcome, second: TrainOutcome, subset_dataset: Path
+):
+    client = MlflowClient()
+    versions = {v.version for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
+
+    again = pipeline_flow(_params(subset_dataset))  # the weekly retraining, nothing new
+
+    assert {v.version for v in client.search_model_versions(f"name='{MODEL_NAME}'")} == versions
+    assert again.model.version == second.model.version, "the newest of them"
+    assert again.decision.alias is None and not again.decision.promoted
+    assert again.decision.reason.startswith("nothing changed")
+    assert again.train_run_id == second.train_run_id
+    assert get_version(CHAMPION).version == first.model.version

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from mlflow.tracking import MlflowClient
-from servers import BIN, free_port, start_server, stop, wait_http
+from support.servers import BIN, free_port, start_server, stop, wait_http
 
 from tasks.registry.models import MODEL_NAME
 
@@ -167,6 +167,26 @@ def test_deploy_and_run_smoke_pipeline_through_a_worker(
     assert train.info.experiment_id == experiment.experiment_id
     assert train.info.status == "FINISHED"
     assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == version.version
+
+    # The weekly retraining on unchanged data: it runs, trains nothing, registers nothing.
+    worker = start_server(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "local-process",
+         "--type", "process", "--name", "e2e-worker-2"],
+        worker_log.with_name("worker-2.log"),
+        env=env,
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        output = _run(
+            [str(BIN / "prefect"), "deployment", "run", "pipeline/local",
+             "--params", json.dumps(params), "--watch", "--watch-timeout", "600"],
+            env, 660, worker_log,
+        )  # fmt: skip
+        timings["unchanged_run_s"] = time.monotonic() - started
+    finally:
+        stop(worker, signal.SIGINT, timeout=60)
+    assert "Completed" in output, output[-2000:]
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 1, "nothing registered"
 
     for key, value in timings.items():
         record_property(key, round(value, 1))

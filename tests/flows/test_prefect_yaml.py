@@ -48,3 +48,11 @@ def test_every_flow_has_a_local_deployment_and_training_a_gpu_one():
 def test_retrain_schedules_are_off_by_default():
     pipelines = [d for d in DEPLOYMENTS if d["entrypoint"].startswith("flows/pipeline.py")]
     assert [s["active"] for d in pipelines for s in d["schedules"]] == [False, False]
+
+
+def test_training_deployments_run_one_at_a_time():
+    # Two overlapping runs of one deployment (a schedule and a user) queue, never race.
+    for deployment in DEPLOYMENTS:
+        limit = deployment.get("concurrency_limit")
+        if deployment["entrypoint"].split(":")[0] in ("flows/train.py", "flows/pipeline.py"):
+            assert limit == {"limit": 1, "collision_strategy": "ENQUEUE"}, _name(deployment)

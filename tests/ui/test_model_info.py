@@ -71,3 +71,18 @@ def test_unknown_versions_and_a_missing_champion(app_env: str):
         assert caught.value.kind == "no_champion"
     finally:
         client.set_registered_model_alias("asl-detector", "champion", "1")
+
+
+def test_tracking_credentials_never_reach_the_page_message():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ModelUnavailable) as caught:
+        check_tracking(f"http://ann:FAKEPASS456@127.0.0.1:{port}", timeout=2)
+    assert "FAKEPASS456" not in str(caught.value)
+    assert f"MLflow tracking server http://ann:***@127.0.0.1:{port} does not answer" in str(
+        caught.value
+    )
+    # Whoever builds the message (the pages echo MLflow's errors), the page gets it redacted.
+    problem = ModelUnavailable("unreachable", "GET https://h/api?token=FAKETOKEN failed")
+    assert str(problem) == "GET https://h/api?token=*** failed"

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from tasks.core.redact import redact
 from tasks.core.settings import get_settings
 from tasks.inference.crop_classifier import CropClassifier
 from tasks.registry.tracking import client_for
@@ -61,7 +62,9 @@ except ModelUnavailable as problem:
     show_unavailable(problem)
     st.stop()
 except Exception as error:  # whatever MLflow raises, the page explains
-    show_unavailable(ModelUnavailable("unreachable", f"MLflow at {uri} failed: {error}"))
+    show_unavailable(
+        ModelUnavailable("unreachable", f"MLflow at {redact(uri)} failed: {redact(str(error))}")
+    )
     st.stop()
 if not versions:
     show_unavailable(ModelUnavailable("no_models", "No model is registered yet."))

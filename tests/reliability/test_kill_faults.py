@@ -1,0 +1,106 @@
+"""kill -9 while the dataset is acquired or augmented: the rerun builds the same dataset, and
+no temp folder stays behind.
+
+The child process is held at a chosen point (its staged copy complete, not yet published) by
+a hook that prints and sleeps, so the kill lands there every time, not by a race.
+(A training killed mid-epoch resumes: ``tests/tasks/training/test_detector.py``.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tasks.data.acquire import acquire, content_id
+from tasks.data.augment import augment_dataset
+from tasks.data.augment_config import AugmentConfig
+from tasks.data.yolo_format import read_names
+
+REPO = Path(__file__).resolve().parents[2]
+
+HOLD_ACQUIRE = """
+import sys, time
+from pathlib import Path
+from tasks.data import acquire as module
+real = module.content_id
+def held(*args, **kwargs):
+    value = real(*args, **kwargs)
+    print("staged", flush=True)
+    time.sleep(120)
+    return value
+module.content_id = held
+module.acquire(sys.argv[1], Path(sys.argv[2]))
+"""
+
+HOLD_AUGMENT = """
+import sys, time
+from pathlib import Path
+from tasks.data import augment as module
+from tasks.data.augment_config import AugmentConfig
+from tasks.data.yolo_format import read_names
+real = module._fill
+def held(*args, **kwargs):
+    real(*args, **kwargs)
+    print("staged", flush=True)
+    time.sleep(120)
+module._fill = held
+source = Path(sys.argv[1])
+config = AugmentConfig.model_validate_json(sys.argv[3])
+module.augment_dataset(source, Path(sys.argv[2]), config, read_names(source / "data.yaml"))
+"""
+
+
+def _kill_when_staged(code: str, *args: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "staged", "the child failed before the hook"
+    finally:
+        child.send_signal(signal.SIGKILL)  # no finally block, no atexit: nothing cleans up
+        child.wait(timeout=30)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*") if p.is_dir())
+
+
+def test_kill_9_during_acquire_then_the_rerun_builds_the_same_dataset(
+    subset_dataset: Path, tmp_path: Path
+):
+    datasets = tmp_path / "datasets"
+    _kill_when_staged(HOLD_ACQUIRE, str(subset_dataset), str(datasets))
+    assert _hidden(datasets), "the kill left its staging folder, as kill -9 does"
+    assert not (datasets / "raw").exists() or not any((datasets / "raw").iterdir())
+
+    again = acquire(str(subset_dataset), datasets)
+    clean = acquire(str(subset_dataset), tmp_path / "clean")
+
+    assert again.id == clean.id
+    assert content_id(again.local_path) == again.id
+    assert _hidden(datasets) == [], "the stale staging folder was swept"
+
+
+def test_kill_9_during_augment_then_the_rerun_writes_the_same_files(
+    subset_dataset: Path, tmp_path: Path
+):
+    config = AugmentConfig(copies=2, seed=3)
+    target = tmp_path / "augmented" / "subset-aug"
+    _kill_when_staged(HOLD_AUGMENT, str(subset_dataset), str(target), config.model_dump_json())
+    assert not target.exists() and _hidden(target.parent)
+
+    names = read_names(subset_dataset / "data.yaml")
+    counts = augment_dataset(subset_dataset, target, config, names)
+    clean = tmp_path / "clean" / "subset-aug"
+    assert augment_dataset(subset_dataset, clean, config, names) == counts
+
+    assert content_id(target) == content_id(clean), "the rerun built the same bytes"
+    assert _hidden(target.parent) == []
