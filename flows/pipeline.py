@@ -21,16 +21,6 @@ class PipelineParams(RecipeParams):
     """Everything one end-to-end run needs; each part has working defaults."""
 
     data: DataParams = Field(default_factory=DataParams)
-    reuse: bool = Field(
-        default=True,
-        description="Resume or reuse a training of the same data and recipe, and train "
-        "nothing when a version of them is registered already.",
-    )
-    register_unchanged: bool = Field(
-        default=False,
-        description="Register a new version even when this dataset and recipe are registered "
-        "already.",
-    )
 
 
 def data_params(params: PipelineParams) -> DataParams:

@@ -28,7 +28,8 @@ class GateConfig(BaseModel):
 
 
 class RecipeParams(BaseModel):
-    """Which recipe trains: a profile, or a whole recipe, with some fields changed."""
+    """Which recipe trains (a profile, or a whole recipe, with some fields changed), how its
+    result is judged, and whether an earlier training of it is reused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -44,6 +45,16 @@ class RecipeParams(BaseModel):
         '"classifier.time_hours": 0.25}; on the command line: --train.imgsz 320.',
     )
     gate: GateConfig = Field(default_factory=GateConfig)
+    reuse: bool = Field(
+        default=True,
+        description="Resume or reuse the run folder of the same dataset and recipe, and "
+        "train nothing when a version of them is registered already; false always trains anew.",
+    )
+    register_unchanged: bool = Field(
+        default=False,
+        description="Register a new version even when this dataset and recipe are registered "
+        "already (the gate then compares it with the champion as usual).",
+    )
 
     @model_validator(mode="after")
     def _changes_fit_the_recipe(self) -> Self:
@@ -60,16 +71,6 @@ class TrainParams(RecipeParams):
     """Which dataset to train on, with which recipe, and how to judge the result."""
 
     dataset: DatasetRef = Field(description="The dataset, as the data flow returned it.")
-    reuse: bool = Field(
-        default=True,
-        description="Resume or reuse the run folder of the same dataset and recipe, and "
-        "train nothing when a version of them is registered already; false always trains anew.",
-    )
-    register_unchanged: bool = Field(
-        default=False,
-        description="Register a new version even when this dataset and recipe are registered "
-        "already (the gate then compares it with the champion as usual).",
-    )
     int8: bool = Field(
         default=True,
         description="Also build an int8 ONNX variant; it ships only if its valid top-1 and "

@@ -96,6 +96,16 @@ def subset_dataset(shared_dataset: Path, tmp_path_factory: pytest.TempPathFactor
     return copy_subset(shared_dataset, target, {"train": 2, "valid": 1, "test": 1})
 
 
+@pytest.fixture
+def subset_yaml(subset_dataset: Path, tmp_path: Path) -> Path:
+    """A ``data.yaml`` of the subset whose ``path`` is absolute, as training reads it."""
+    text = (subset_dataset / "data.yaml").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("path:")]
+    path = tmp_path / "data.yaml"
+    path.write_text(f"path: {subset_dataset}\n" + "\n".join(lines) + "\n")
+    return path
+
+
 def _track_batchnorm_quickly(trainer: object) -> None:
     """Let BatchNorm running statistics follow the batches within a few steps.
 

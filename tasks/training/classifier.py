@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks.core.files import run_folder_lock
 from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.crops import build_crop_dataset
-from tasks.training.resume import KeepTimeBudget, TrainResult, finish_run, pick_up
+from tasks.training.resume import Recording, TrainResult, claim, finish_run, resumed_model
 from tasks.training.ultralytics_hooks import MlflowLogger, quiet_ultralytics
 from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
 
@@ -69,21 +68,18 @@ def train_classifier(
         )
     start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
     run_dir = runs_dir / config.key(dataset_id, start.sha256)
-    weights = run_dir / "weights"
-    with run_folder_lock(run_dir):
-        state = pick_up(
-            run_dir, DONE_MARKER, start,
-            n_train=lambda: _count_crops(crops),
-            fraction=config.fraction,
-            row_metrics=_top1_metrics,
-            best_metric=TOP1,
-        )  # fmt: skip
+    recording = Recording(
+        n_train=lambda: _count_crops(crops),
+        fraction=config.fraction,
+        row_metrics=_top1_metrics,
+        best_metric=TOP1,
+    )
+    with claim(run_dir, DONE_MARKER, start, recording) as state:
         if state.finished is not None:
             return state.finished
         if state.resume:
-            model, transferred = YOLO(str(weights / "last.pt")), None
+            model, transferred = resumed_model(run_dir, state), None
             kwargs: dict[str, Any] = {"resume": True, "data": str(crops), "workers": config.workers}
-            KeepTimeBudget(state.seconds_before).attach(model)
         else:
             model = YOLO(architectures.resolve(config.model))
             transferred = transfer(model, start)

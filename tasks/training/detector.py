@@ -14,11 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks.core.files import run_folder_lock
 from tasks.data.yolo_format import count_split_images
 from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
-from tasks.training.resume import KeepTimeBudget, TrainResult, finish_run, pick_up
+from tasks.training.resume import Recording, TrainResult, claim, finish_run, resumed_model
 from tasks.training.ultralytics_hooks import MlflowLogger, clean_metrics, quiet_ultralytics
 from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
 
@@ -184,25 +183,22 @@ def train(
 
     start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
     run_dir = runs_dir / config.key(dataset_id, start.sha256)
-    weights = run_dir / "weights"
-    with run_folder_lock(run_dir):
-        state = pick_up(
-            run_dir, DONE_MARKER, start,
-            n_train=lambda: count_split_images(data_yaml, "train"),
-            fraction=config.fraction,
-            row_metrics=lambda row: clean_metrics(
-                {k: v for k, v in row.items() if k.startswith("metrics/")}
-            ),
-            best_metric="metrics/mAP50-95(B)",
-        )  # fmt: skip
+    recording = Recording(
+        n_train=lambda: count_split_images(data_yaml, "train"),
+        fraction=config.fraction,
+        row_metrics=lambda row: clean_metrics(
+            {k: v for k, v in row.items() if k.startswith("metrics/")}
+        ),
+        best_metric="metrics/mAP50-95(B)",
+    )
+    with claim(run_dir, DONE_MARKER, start, recording) as state:
         if state.finished is not None:
             return state.finished
         if state.resume:
-            model, transferred = YOLO(str(weights / "last.pt")), None
+            model, transferred = resumed_model(run_dir, state), None
             # The checkpoint carries the recipe; only where the loaders run may change.
             kwargs: dict[str, Any] = {"resume": True, "data": str(data_yaml)}
             kwargs.update({k: v for k, v in config.ultralytics_args().items() if k == "workers"})
-            KeepTimeBudget(state.seconds_before).attach(model)
         else:
             model = YOLO(architectures.resolve(config.model))
             transferred = transfer(model, start)

@@ -13,13 +13,14 @@ import csv
 import enum
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.core.files import write_atomic
+from tasks.core.files import run_folder_lock, write_atomic
 from tasks.training.weights import StartingWeights, Transferred
 
 log = logging.getLogger(__name__)
@@ -196,30 +197,28 @@ class PickUp(BaseModel):
     seconds_before: float = 0.0
 
 
-def pick_up(
-    run_dir: Path,
-    marker: str,
-    start: StartingWeights,
-    n_train: Callable[[], int],
-    fraction: float,
-    row_metrics: Callable[[dict[str, float]], dict[str, float]],
-    best_metric: str,
-) -> PickUp:
+class Recording(NamedTuple):
+    """How a stage turns what a training left in its run folder into a :class:`TrainResult`."""
+
+    n_train: Callable[[], int]  # counts the training images (called only when needed)
+    fraction: float  # the share of them the recipe trains on
+    row_metrics: Callable[[dict[str, float]], dict[str, float]]  # a results.csv row → metrics
+    best_metric: str  # the results.csv column best.pt is chosen by
+
+
+def pick_up(run_dir: Path, marker: str, start: StartingWeights, recording: Recording) -> PickUp:
     """Decide how the training of ``run_dir`` goes on; the skeleton both trainings share.
 
     A training that finished (``marker`` written) is reused. One that finished but was not
     recorded (see :func:`checkpoint_state`) is recorded from its ``results.csv`` without
-    training again; its metrics are those of the epoch where ``best_metric`` peaked. An
-    interrupted one resumes, with the seconds it already trained.
+    training again; its metrics are those of the epoch where ``recording.best_metric``
+    peaked. An interrupted one resumes, with the seconds it already trained.
 
     Args:
         run_dir: The run folder (dataset and recipe key).
         marker: The file that marks a finished training.
         start: The weights the training started from (kept in the result).
-        n_train: Counts the training images (called only when needed).
-        fraction: The share of them a recipe trains on.
-        row_metrics: Turns a ``results.csv`` row into the result's metrics.
-        best_metric: The ``results.csv`` column ``best.pt`` is chosen by.
+        recording: How the stage reads its run folder.
     """
     done = run_dir / marker
     weights = run_dir / "weights"
@@ -233,12 +232,35 @@ def pick_up(
             "training %s finished but was not recorded; recording it without training again",
             run_dir.name,
         )
-        metrics = row_metrics(best_row(rows, best_metric))
+        metrics = recording.row_metrics(best_row(rows, recording.best_metric))
+        n_train, fraction = recording.n_train(), recording.fraction
         return PickUp(
-            finished=finish_run(run_dir, n_train(), fraction, True, metrics, start, None, marker)
+            finished=finish_run(run_dir, n_train, fraction, True, metrics, start, None, marker)
         )
     if state is Checkpoint.PARTIAL:
         seconds = trained_seconds(rows)
         log.info("resuming %s after %d epochs (%.0f s trained)", run_dir.name, len(rows), seconds)
         return PickUp(resume=True, seconds_before=seconds)
     return PickUp()
+
+
+@contextmanager
+def claim(
+    run_dir: Path, marker: str, start: StartingWeights, recording: Recording
+) -> Iterator[PickUp]:
+    """Hold ``run_dir``'s lock while its training runs, and say how it goes on.
+
+    A second training of the same run folder waits here, then finds the first one's result
+    (see :func:`tasks.core.files.run_folder_lock`; the arguments are :func:`pick_up`'s).
+    """
+    with run_folder_lock(run_dir):
+        yield pick_up(run_dir, marker, start, recording)
+
+
+def resumed_model(run_dir: Path, state: PickUp) -> Any:
+    """The ultralytics model of an interrupted training, keeping its time budget."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(run_dir / "weights" / "last.pt"))
+    KeepTimeBudget(state.seconds_before).attach(model)
+    return model

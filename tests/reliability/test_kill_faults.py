@@ -8,18 +8,18 @@ a hook that prints and sleeps, so the kill lands there every time, not by a race
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+from support.children import python_child
 
 from tasks.data.acquire import acquire, content_id
 from tasks.data.augment import augment_dataset
 from tasks.data.augment_config import AugmentConfig
 from tasks.data.yolo_format import read_names
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # child processes and real copies of the subset
 
 HOLD_ACQUIRE = """
 import sys, time
@@ -54,16 +54,9 @@ module.augment_dataset(source, Path(sys.argv[2]), config, read_names(source / "d
 
 
 def _kill_when_staged(code: str, *args: str) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child, line = python_child(code, *args)
     try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "staged", "the child failed before the hook"
+        assert line == "staged", "the child failed before the hook"
     finally:
         child.send_signal(signal.SIGKILL)  # no finally block, no atexit: nothing cleans up
         child.wait(timeout=30)

@@ -111,7 +111,7 @@ def test_no_champion_is_a_clear_error_not_a_traceback(tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_mlflow_killed_mid_training_the_training_finishes_and_catches_up(
-    server: Server, subset_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, subset_yaml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     client = client_for(server.uri)
     experiment = client.create_experiment("faults")
@@ -133,10 +133,7 @@ def test_mlflow_killed_mid_training_the_training_finishes_and_catches_up(
         model="yolo11n.yaml", imgsz=64, epochs=3, batch=16, workers=0, patience=0,
         overrides={"plots": False},
     )  # fmt: skip
-    text = (subset_dataset / "data.yaml").read_text()
-    lines = [line for line in text.splitlines() if not line.startswith("path:")]
-    data_yaml = tmp_path / "data.yaml"
-    data_yaml.write_text(f"path: {subset_dataset}\n" + "\n".join(lines) + "\n")
+    data_yaml = subset_yaml
 
     result = train(data_yaml, "subset", config, tmp_path / "runs", mlflow_run_id=run_id)
 

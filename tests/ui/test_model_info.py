@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
+from support.servers import free_port
 
 from tasks.registry.tracking import client_for
 from ui.model_info import (
@@ -26,9 +26,7 @@ def test_a_missing_sqlite_store_is_not_created(tmp_path: Path):
 
 
 def test_a_dead_server_is_reported_as_unreachable():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     with pytest.raises(ModelUnavailable) as caught:
         check_tracking(f"http://127.0.0.1:{port}", timeout=2)
     assert caught.value.kind == "unreachable" and str(port) in str(caught.value)
@@ -74,9 +72,7 @@ def test_unknown_versions_and_a_missing_champion(app_env: str):
 
 
 def test_tracking_credentials_never_reach_the_page_message():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     with pytest.raises(ModelUnavailable) as caught:
         check_tracking(f"http://ann:FAKEPASS456@127.0.0.1:{port}", timeout=2)
     assert "FAKEPASS456" not in str(caught.value)

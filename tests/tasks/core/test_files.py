@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from support.children import python_child
 
 from tasks.core.files import build_dir, run_folder_lock, staging_dir, sweep_stale, write_atomic
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 def test_build_dir_publishes_whole_or_leaves_the_target_as_it_was(tmp_path: Path):
@@ -42,15 +38,8 @@ def test_a_killed_process_staging_folder_is_swept_the_next_time(tmp_path: Path):
         "import sys, time; from pathlib import Path; from tasks.core.files import staging_dir;"
         "print(staging_dir(Path(sys.argv[1])), flush=True); time.sleep(60)"
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", code, str(target)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    left = Path(child.stdout.readline().strip())
+    child, line = python_child(code, str(target))
+    left = Path(line)
     assert left.is_dir()
     mine = staging_dir(target)
     assert left.exists(), "a live process's staging folder is never touched"
@@ -94,14 +83,8 @@ def test_a_killed_holder_releases_the_run_folder_lock(tmp_path: Path):
         "import sys, time; from pathlib import Path; from tasks.core.files import run_folder_lock\n"
         "with run_folder_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", code, str(folder)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    child, line = python_child(code, str(folder))
+    assert line == "held"
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
 

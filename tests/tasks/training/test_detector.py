@@ -19,14 +19,6 @@ from tasks.training.profiles import PRETRAINED, PROFILES, get_profile
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _data_yaml(dataset: Path, tmp_path: Path) -> Path:
-    text = (dataset / "data.yaml").read_text()
-    lines = [line for line in text.splitlines() if not line.startswith("path:")]
-    path = tmp_path / "data.yaml"
-    path.write_text(f"path: {dataset}\n" + "\n".join(lines) + "\n")
-    return path
-
-
 def test_profiles_are_valid_recipes_and_unknown_is_clear():
     assert {"smoke", "demo", "cpu", "gpu", "scratch"} <= set(PROFILES)
     # Architectures are yaml files; the weights they start from are a separate input.
@@ -147,12 +139,12 @@ def _kill_at_checkpoint(process: subprocess.Popen, run_dir: Path, deadline: floa
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_last_checkpoint(subset_dataset: Path, tmp_path: Path):
+def test_killed_training_resumes_from_last_checkpoint(subset_yaml: Path, tmp_path: Path):
     config = TrainConfig(
         model="yolo11n.yaml", imgsz=96, epochs=4, batch=16, workers=0, patience=0,
         overrides={"plots": False},
     )  # fmt: skip
-    data_yaml = _data_yaml(subset_dataset, tmp_path)
+    data_yaml = subset_yaml
     runs = tmp_path / "runs"
     run_dir = runs / config.key("subset")
     process = subprocess.Popen(

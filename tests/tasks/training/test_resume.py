@@ -83,16 +83,13 @@ def test_without_a_time_budget_the_epoch_counter_is_left_alone():
 
 @pytest.mark.slow
 def test_a_retry_after_a_finished_but_unrecorded_training_does_not_train_again(
-    subset_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    subset_yaml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     config = TrainConfig(
         model="yolo11n.yaml", imgsz=64, epochs=2, batch=16, workers=0, patience=0,
         overrides={"plots": False},
     )  # fmt: skip
-    text = (subset_dataset / "data.yaml").read_text()
-    lines = [line for line in text.splitlines() if not line.startswith("path:")]
-    data_yaml = tmp_path / "data.yaml"
-    data_yaml.write_text(f"path: {subset_dataset}\n" + "\n".join(lines) + "\n")
+    data_yaml = subset_yaml
     runs = tmp_path / "runs"
     real_finish = detector.finish_run
 
