@@ -27,6 +27,7 @@ CHALLENGER = "challenger"
 ARTIFACT_NAME = "model"
 RECIPE_TAG = "recipe_id"
 
+_TASKS_PACKAGE = Path(__file__).resolve().parents[1]
 _SERVING_PACKAGES = ("numpy", "pandas", "opencv-python-headless", "onnxruntime", "pydantic")
 
 
@@ -103,6 +104,9 @@ def log_model(
                 artifacts=artifacts,
                 signature=signature,
                 pip_requirements=_requirements(),
+                # The model's own code travels with it: it loads (and serves) where this
+                # checkout is not installed, and an old version keeps the code it was made with.
+                code_paths=[str(_TASKS_PACKAGE)],
                 metadata={k: v for k, v in model_metadata.items() if k != "metrics"},
             )
     return info.model_uri

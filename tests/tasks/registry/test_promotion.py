@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,14 +24,24 @@ from tasks.registry.promotion import decide_promotion, unchanged
 from tasks.registry.tracking import client_for, with_retries
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[MlflowClient]:
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowClient]:
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    client = client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    client.create_registered_model(MODEL_NAME)
-    yield client
+    # One sqlite store for the module: creating its tables takes seconds.
+    yield client_for(f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}")
     mlflow.set_tracking_uri(before[0])
     mlflow.set_registry_uri(before[1])
+
+
+@pytest.fixture
+def registry(store: MlflowClient) -> MlflowClient:
+    """The model registered afresh: no versions, no aliases."""
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):  # the first test has none to delete
+        store.delete_registered_model(MODEL_NAME)
+    store.create_registered_model(MODEL_NAME)
+    return store
 
 
 def _version(client: MlflowClient, tmp_path: Path, **tags: str) -> ModelVersion:
