@@ -3,16 +3,17 @@ no temp folder stays behind.
 
 The child process is held at a chosen point (its staged copy complete, not yet published) by
 a hook that prints and sleeps, so the kill lands there every time, not by a race.
-(A training killed mid-epoch resumes: ``tests/tasks/training/test_detector.py``.)
+A pipeline killed while it registers leaves the aliases as they were, and its rerun registers
+the training it had finished without training again. (A training killed mid-epoch resumes:
+``tests/tasks/training/test_detector.py``.)
 """
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
-from support.children import python_child
+from support.children import kill_group, python_child
 
 from tasks.data.acquire import acquire, content_id
 from tasks.data.augment import augment_dataset
@@ -54,12 +55,11 @@ module.augment_dataset(source, Path(sys.argv[2]), config, read_names(source / "d
 
 
 def _kill_when_staged(code: str, *args: str) -> None:
-    child, line = python_child(code, *args)
+    child, line = python_child(code, *args, marker="staged")
     try:
         assert line == "staged", "the child failed before the hook"
     finally:
-        child.send_signal(signal.SIGKILL)  # no finally block, no atexit: nothing cleans up
-        child.wait(timeout=30)
+        kill_group(child)  # no finally block, no atexit: nothing cleans up
 
 
 def _hidden(folder: Path) -> list[str]:
@@ -97,3 +97,51 @@ def test_kill_9_during_augment_then_the_rerun_writes_the_same_files(
 
     assert content_id(target) == content_id(clean), "the rerun built the same bytes"
     assert _hidden(target.parent) == []
+
+
+HOLD_REGISTER = """
+import os, sys, time
+import flows.train as module
+def held(*args, **kwargs):
+    os.write(1, b"staged\\n")  # the flows' log_prints would turn a print into a log record
+    time.sleep(600)
+module.register = held
+from flows.data import DataParams
+from flows.pipeline import PipelineParams, pipeline_flow
+from tasks.data.augment_config import AugmentConfig
+data = DataParams(source=sys.argv[1], augment=AugmentConfig(copies=1))
+pipeline_flow(PipelineParams(profile="smoke", data=data))
+"""
+
+
+def test_kill_9_while_registering_leaves_the_aliases_and_the_rerun_registers_once(
+    subset_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from mlflow import MlflowClient
+
+    from flows.data import DataParams
+    from flows.pipeline import PipelineParams, pipeline_flow
+    from tasks.core.settings import get_settings
+    from tasks.registry.models import CHAMPION, MODEL_NAME
+
+    monkeypatch.setenv("FINGERSPELL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FINGERSPELL_MLFLOW_TRACKING_URI", raising=False)
+    get_settings.cache_clear()
+    try:
+        _kill_when_staged(HOLD_REGISTER, str(subset_dataset))
+        uri = get_settings().tracking_uri
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        assert client.search_registered_models() == [], "killed before anything was registered"
+        results = sorted((tmp_path / "home" / "runs").rglob("results.csv"))
+        assert len(results) == 1, "the training had finished"
+        trained = results[0].read_text()
+
+        data = DataParams(source=str(subset_dataset), augment=AugmentConfig(copies=1))
+        outcome = pipeline_flow(PipelineParams(profile="smoke", data=data))
+
+        assert results[0].read_text() == trained, "the finished training was reused"
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+        assert [str(v.version) for v in versions] == [outcome.model.version] == ["1"]
+        assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    finally:
+        get_settings.cache_clear()
