@@ -39,7 +39,7 @@ def main() -> None:
     from prefect import flow
 
     from flows import mlflow_runs
-    from flows.train import train_task
+    from flows.train_stages import train_task
     from tasks.core.settings import get_settings
     from tasks.data.acquire import acquire
     from tasks.data.yolo_format import count_split_images

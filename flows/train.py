@@ -9,27 +9,17 @@ pipeline flow runs it after the data flow, nested under the pipeline's MLflow ru
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
-from pathlib import Path
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
+from prefect import flow, get_run_logger
 
 from flows import mlflow_runs
 from flows.train_params import TrainOutcome, TrainParams
-from tasks.core.records import DatasetRef, ModelVersion
+from flows.train_stages import evaluate_task, train_stages
+from tasks.core.records import ModelVersion
 from tasks.core.settings import get_settings, prepare_environment
 from tasks.data.acquire import localize
-from tasks.evaluation.evaluate import evaluate
-from tasks.evaluation.report import EvalReport
-from tasks.inference.bundle import assemble, bundle_artifacts
-from tasks.inference.export import export_onnx
 from tasks.registry.int8_choice import int8_variant
 from tasks.registry.models import (
     find_registered,
@@ -41,68 +31,7 @@ from tasks.registry.models import (
 )
 from tasks.registry.promotion import GATE_SPLIT, decide_promotion, rescore_champion, unchanged
 from tasks.registry.tracking import with_retries
-from tasks.training.classifier import ClassifierConfig, train_classifier
-from tasks.training.detector import PLACEMENT, TrainConfig, TrainResult, resolve_device, train
-
-
-@task(cache_policy=NO_CACHE, retries=1)
-def train_task(
-    dataset: DatasetRef,
-    config: TrainConfig,
-    runs_dir: Path,
-    run_id: str,
-    weights_dir: Path | None = None,
-) -> TrainResult:
-    """Train, resuming an interrupted run of the same dataset and recipe."""
-    return train(
-        dataset.data_yaml, dataset.id, config, runs_dir, mlflow_run_id=run_id,
-        weights_dir=weights_dir,
-    )  # fmt: skip
-
-
-@task(cache_policy=NO_CACHE, retries=1)
-def classifier_task(
-    dataset: DatasetRef,
-    config: ClassifierConfig,
-    runs_dir: Path,
-    device: str,
-    run_id: str,
-    tracking_uri: str,
-    weights_dir: Path | None = None,
-) -> TrainResult:
-    """Train the letter classifier of a two-stage recipe on the dataset's hand crops.
-
-    It runs in a process of its own so that it can train while the detector does: on a CPU,
-    ultralytics trains with ``cores - 1`` threads and no loader workers, so one training
-    leaves a 2-core machine half idle. Two side by side use both cores.
-    """
-    spawn = multiprocessing.get_context("spawn")  # a fork of a threaded process may deadlock
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        job = pool.submit(
-            train_classifier,
-            dataset.local_path,
-            dataset.id,
-            config,
-            runs_dir,
-            resolve_device(device),
-            run_id,
-            tracking_uri,
-            weights_dir,
-        )
-        return job.result()
-
-
-@task(cache_policy=NO_CACHE)
-def evaluate_task(
-    weights: Path, dataset: DatasetRef, split: str, out_dir: Path, imgsz: int, device: str
-) -> EvalReport:
-    """Evaluate on one split and publish the report as Prefect artifacts."""
-    report = evaluate(
-        weights, dataset.data_yaml, split, out_dir, imgsz=imgsz, device=resolve_device(device)
-    )
-    create_markdown_artifact(key=f"evaluation-{split}", markdown=report.to_markdown())
-    create_table_artifact(key=f"per-letter-{split}", table=report.per_letter_rows())
-    return report
+from tasks.training.detector import PLACEMENT, resolve_device
 
 
 @flow(name="train", log_prints=True)
@@ -144,77 +73,12 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
         runs_dir = runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     tags = {"dataset_id": dataset.id, "profile": params.profile}
 
-    # What evaluation, int8 and rescoring look at: the detector, or the two-stage folder.
-    two_stage: Path | None = None
-    extra: dict[str, Path] = {}
-    with ExitStack() as runs:
-        train_run = runs.enter_context(
-            mlflow_runs.run(client, experiment_id, "train", parent_run_id, tags)
-        )
-        mlflow_runs.log_params(
-            client,
-            train_run,
-            {"profile": params.profile, "dataset_id": dataset.id, "dataset_uri": params.dataset.uri}
-            | mlflow_runs.flatten("recipe", config.model_dump(mode="json", exclude={"classifier"})),
-        )
-        stage2, letters_future = config.classifier, None
-        if stage2 is not None:
-            cls_run = runs.enter_context(
-                mlflow_runs.run(client, experiment_id, "train-classifier", parent_run_id, tags)
-            )
-            mlflow_runs.log_params(
-                client, cls_run, mlflow_runs.flatten("classifier", stage2.model_dump(mode="json"))
-            )
-            # The classifier needs only the labels, so it trains beside the detector.
-            letters_future = classifier_task.submit(
-                dataset, stage2, runs_dir, config.device, cls_run, settings.tracking_uri,
-                settings.weights_dir,
-            )  # fmt: skip
-        result = train_task(dataset, config, runs_dir, train_run, settings.weights_dir)
-        logger.info("detector started from %s", result.started_from.describe())
-        started_from = {"detector": result.started_from}
-        mlflow_runs.log_training(client, train_run, result)
-        # Ensemble members train one after another once the detector has freed its core.
-        members: list[tuple[ClassifierConfig, str, PrefectFuture[TrainResult]]] = []
-        for i, member in enumerate(config.extra_classifiers, start=1):
-            member_run = runs.enter_context(
-                mlflow_runs.run(client, experiment_id, f"train-classifier-{i}", parent_run_id, tags)
-            )
-            mlflow_runs.log_params(
-                client,
-                member_run,
-                mlflow_runs.flatten("classifier", member.model_dump(mode="json")),
-            )
-            future = classifier_task.submit(
-                dataset, member, runs_dir, config.device, member_run, settings.tracking_uri,
-                settings.weights_dir, wait_for=[members[-1][2]] if members else None,
-            )  # fmt: skip
-            members.append((member, member_run, future))
-        onnx = export_onnx(result.best, config.imgsz, result.run_dir / "export")
-        model: Path = result.best
-        if stage2 is not None and letters_future is not None:
-            letters = letters_future.result()
-            mlflow_runs.log_training(client, cls_run, letters)
-            logger.info("letter classifier started from %s", letters.started_from.describe())
-            started_from["classifier"] = letters.started_from
-            cls_onnx = export_onnx(letters.best, stage2.imgsz, letters.run_dir / "export")
-            member_onnx = []
-            for member, member_run, future in members:
-                trained = future.result()
-                mlflow_runs.log_training(client, member_run, trained)
-                member_onnx.append(
-                    export_onnx(trained.best, member.imgsz, trained.run_dir / "export")
-                )
-            two_stage = model = assemble(
-                onnx,
-                cls_onnx,
-                letters.best,
-                result.run_dir / "two-stage",
-                pad=stage2.pad,
-                mirror=stage2.mirror,
-                extra_classifiers=member_onnx,
-            )
-            extra = bundle_artifacts(two_stage)
+    trained = train_stages(
+        client, experiment_id, dataset, config, runs_dir, parent_run_id, tags,
+        {"profile": params.profile, "dataset_id": dataset.id, "dataset_uri": params.dataset.uri},
+    )  # fmt: skip
+    result, onnx, model, two_stage = trained.result, trained.onnx, trained.model, trained.two_stage
+    train_run, extra, started_from = trained.train_run, trained.extra, trained.started_from
 
     eval_dir = result.run_dir / "evaluation"
     with mlflow_runs.run(client, experiment_id, "evaluate", parent_run_id, tags) as eval_run:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata as pkg_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tasks.core.records import ModelVersion
 
@@ -233,3 +233,25 @@ def version_tags(
     tags |= {"profile": profile, "train_run_id": train_run_id, "evaluate_run_id": evaluate_run_id}
     tags |= {f"started_from.{stage}": text for stage, text in (started_from or {}).items()}
     return tags | {f"metric.{k}": str(v) for k, v in metrics.items()}
+
+
+class VersionFiles(NamedTuple):
+    """A registered version's files on this machine."""
+
+    artifacts: Path  # the folder holding metadata.json, best.pt, model.onnx (classifier.*)
+    model: Path  # what evaluation reads: the two-stage folder, or the detector's best.pt
+    meta: dict[str, Any]  # its metadata.json
+
+
+def download_version(version: str, tracking_uri: str, name: str = MODEL_NAME) -> VersionFiles:
+    """Download version ``version`` of ``name`` and find its files."""
+    import mlflow
+
+    from tasks.inference.bundle import is_two_stage
+
+    folder = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", tracking_uri=tracking_uri)
+    )
+    artifacts = next(folder.rglob("metadata.json")).parent
+    model = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))
+    return VersionFiles(artifacts, model, json.loads((artifacts / "metadata.json").read_text()))

@@ -12,7 +12,6 @@ run promoted in the meantime, the candidate was not compared with that one and s
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,8 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.core.records import ModelVersion
 from tasks.evaluation.evaluate import evaluate
 from tasks.evaluation.significance import mcnemar
-from tasks.inference.bundle import is_two_stage
-from tasks.registry.models import CHALLENGER, CHAMPION, MODEL_NAME, get_version
+from tasks.registry.models import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAME,
+    download_version,
+    get_version,
+)
 from tasks.registry.tracking import with_retries
 
 log = logging.getLogger(__name__)
@@ -184,16 +188,8 @@ def rescore_champion(
     A two-stage champion is evaluated as its folder, a detector from its weights, each at its
     own input size. Returns its per-image top-1 results.
     """
-    import mlflow
-
-    folder = Path(
-        mlflow.artifacts.download_artifacts(
-            f"models:/{name}/{champion.version}", tracking_uri=tracking_uri
-        )
-    )
-    artifacts = next(folder.rglob("metadata.json")).parent
-    weights = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))
+    files = download_version(champion.version, tracking_uri, name)
     out = out_dir / f"champion-v{champion.version}"
-    champion_size = int(json.loads((artifacts / "metadata.json").read_text())["imgsz"])
-    report = evaluate(weights, data_yaml, GATE_SPLIT, out, champion_size, device=device)
+    champion_size = int(files.meta["imgsz"])
+    report = evaluate(files.model, data_yaml, GATE_SPLIT, out, champion_size, device=device)
     return report.image_correct

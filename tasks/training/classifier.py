@@ -139,4 +139,6 @@ def _fresh_args(
     }
     if config.time_hours is not None:
         kwargs["time"] = config.time_hours
+    if config.warmup_epochs is not None:
+        kwargs["warmup_epochs"] = config.warmup_epochs
     return kwargs

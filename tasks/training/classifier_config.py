@@ -39,6 +39,12 @@ class ClassifierConfig(BaseModel):
         "far slower per step on a CPU.",
     )
     lr0: float = Field(default=0.002, gt=0, description="Initial learning rate.")
+    warmup_epochs: float | None = Field(
+        default=None,
+        ge=0,
+        description="Warm-up epochs (None: ultralytics' 3). A fine-tune of trained weights "
+        "wants 0: the warm-up starts the biases at a learning rate of 0.1.",
+    )
     pad: float = Field(default=DEFAULT_PAD, ge=0, le=1, description="Margin around each hand.")
     jitter: float = Field(
         default=0.15, ge=0, lt=0.5, description="Random shift/scale of train boxes."
@@ -58,6 +64,8 @@ class ClassifierConfig(BaseModel):
         :meth:`tasks.training.detector.TrainConfig.key`."""
         # mirror changes only how the trained classifier is run, not what is trained.
         recipe = self.model_dump(mode="json", exclude={"workers", "mirror"})
+        if recipe["warmup_epochs"] is None:  # keeps the keys of recipes from before the field
+            del recipe["warmup_epochs"]
         if shipped := architectures.fingerprint(self.model):
             recipe["architecture"] = shipped
         if weights_sha256:

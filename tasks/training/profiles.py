@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tasks.training.classifier_config import ClassifierConfig
@@ -138,3 +139,43 @@ def with_changes(recipe: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig
             raise ValueError(f"cannot change {dotted!r}: the recipe has no field {name!r}")
         target[name] = value
     return TrainConfig.model_validate(data)
+
+
+# A learner's fine-tune (the personalize flow): a few minutes per stage from the champion's own
+# weights, at a tenth of the learning rate and without warm-up, so that the general skill
+# stays while the new hands, camera and room are learnt.
+PERSONAL_LR = 0.0002
+
+
+def personal(meta: Mapping[str, Any], artifacts: Path, minutes: float | None) -> TrainConfig:
+    """The recipe that fine-tunes a registered model on base data plus a learner's captures.
+
+    Args:
+        meta: The model's ``metadata.json`` (its profile and input sizes).
+        artifacts: The folder holding its ``best.pt`` (and ``classifier.pt``).
+        minutes: Time budget per stage (stages train side by side); None keeps the profile's
+            epochs (the ``smoke`` profile in tests).
+
+    Returns:
+        The champion's own recipe, starting from its weights.
+    """
+    recipe = PROFILES.get(str(meta.get("profile")), _CPU)
+    changes: dict[str, Any] = {
+        "weights": str(artifacts / "best.pt"),
+        "imgsz": int(meta["imgsz"]),
+        "overrides": {**recipe.overrides, "lr0": PERSONAL_LR, "warmup_epochs": 0},
+        "augment_copies": 0,
+    }
+    if minutes is not None:
+        changes |= {"time_hours": minutes / 60, "epochs": 1000}
+    if recipe.classifier is not None and (artifacts / "classifier.pt").exists():
+        changes |= {
+            "classifier.weights": str(artifacts / "classifier.pt"),
+            "classifier.lr0": PERSONAL_LR,
+            "classifier.warmup_epochs": 0,
+        }
+        if minutes is not None:
+            changes |= {"classifier.time_hours": minutes / 60, "classifier.epochs": 1000}
+    else:
+        changes["classifier"] = None
+    return with_changes(recipe.model_copy(update={"extra_classifiers": ()}), changes)

@@ -29,7 +29,13 @@ from tasks.registry.models import MODEL_NAME
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-LOCAL_DEPLOYMENTS = {"data/local", "train/local", "pipeline/local", "predict/local"}
+LOCAL_DEPLOYMENTS = {
+    "data/local",
+    "train/local",
+    "pipeline/local",
+    "predict/local",
+    "personalize/local",
+}
 EXPERIMENT = "e2e-prefect"
 
 

@@ -11,7 +11,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
 # Parameters a deployment leaves to the run (the train flow's dataset comes from the data flow).
-AT_RUN_TIME = {"TrainParams": {"dataset": {"id": "abc", "uri": "file:///tmp/abc"}}}
+AT_RUN_TIME = {
+    "TrainParams": {"dataset": {"id": "abc", "uri": "file:///tmp/abc"}},
+    "PersonalizeParams": {"learner": "ann"},
+}
 
 
 def _name(deployment: dict) -> str:
@@ -41,6 +44,7 @@ def test_every_flow_has_a_local_deployment_and_training_a_gpu_one():
         "flows/train.py:train_flow",
         "flows/pipeline.py:pipeline_flow",
         "flows/predict.py:predict_flow",
+        "flows/personalize.py:personalize_flow",
     }
     assert by_name["vertex-gpu"] == {"flows/train.py:train_flow", "flows/pipeline.py:pipeline_flow"}
 

@@ -1,0 +1,191 @@
+"""Personalize flow: fine-tune the champion on base data plus a learner's captures.
+
+champion → base dataset (data flow) + captures, merged → fine-tune both stages from the
+champion's own weights → evaluate before (champion) and after on base valid and on the
+learner's held-out bursts → register under ``personal-<learner>``. It never moves
+``champion`` or ``challenger``: a personal model is better for one person, not in general.
+
+``python -m flows.personalize --learner ann --minutes 4``
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flows import mlflow_runs
+from flows.data import DataParams, data_flow
+from flows.train_stages import evaluate_task, train_stages
+from tasks.core.records import ModelVersion
+from tasks.core.settings import get_settings, prepare_environment
+from tasks.data.augment_config import AugmentConfig
+from tasks.data.captures import check_learner, learner_dir, read_bursts
+from tasks.data.merge import captures_ref, merge_with_captures
+from tasks.registry.models import (
+    CHAMPION,
+    MODEL_NAME,
+    download_version,
+    get_version,
+    log_model,
+    model_metadata,
+    register,
+    version_tags,
+)
+from tasks.registry.tracking import with_retries
+from tasks.training.profiles import personal
+
+PERSONAL_PREFIX = "personal-"
+SPLITS = {"base": "valid", "learner": "valid"}  # scored before and after, on these
+
+
+class PersonalizeParams(BaseModel):
+    """Whose captures, and how long the fine-tune may take."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    learner: str = Field(description="Learner name: lower-case letters, digits, dashes.")
+    minutes: float | None = Field(
+        default=4.0,
+        gt=0,
+        le=60,
+        description="Minutes per stage (detector and classifier train side by side); None "
+        "keeps the champion profile's epochs.",
+    )
+    source: str | None = Field(
+        default=None, description="Base dataset source; default FINGERSPELL_DATASET."
+    )
+
+    @field_validator("learner")
+    @classmethod
+    def _learner(cls, value: str) -> str:
+        return check_learner(value)
+
+
+class PersonalizeOutcome(BaseModel):
+    """The learner's model and what teaching bought, on the same images before and after."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: ModelVersion
+    alias: str
+    champion_version: str
+    before: dict[str, float] = Field(description="top-1 of the champion: base, learner.")
+    after: dict[str, float] = Field(description="top-1 of the personal model: base, learner.")
+
+
+def alias_for(learner: str) -> str:
+    """The registry alias of a learner's model."""
+    return PERSONAL_PREFIX + check_learner(learner)
+
+
+@flow(name="personalize", log_prints=True)
+def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
+    """Fine-tune the champion for one learner and register it under ``personal-<learner>``.
+
+    Raises:
+        ValueError: No champion, or captures without a burst in train and one in valid.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    prepare_environment(settings)
+    client, experiment_id = mlflow_runs.connect(settings)
+    captures = learner_dir(settings.home, params.learner)
+    splits = {burst.split for burst in read_bursts(captures)}
+    if splits != {"train", "valid"}:
+        raise ValueError(
+            f"{captures}: teach at least two bursts of a letter first (one trains, one is held "
+            f"out to score the result); found bursts in {sorted(splits) or 'no split'}"
+        )
+    champion = get_version(CHAMPION)
+    if champion is None:
+        raise ValueError("no champion to personalize; train one first (make demo)")
+    files = download_version(champion.version, settings.tracking_uri)
+    config = personal(files.meta, files.artifacts, params.minutes)
+    copies = config.augment_copies
+    base = data_flow(
+        DataParams(source=params.source)
+        if copies is None
+        else DataParams(source=params.source, augment=AugmentConfig(copies=copies))
+    )
+    merged = merge_with_captures(base, captures, settings.datasets_dir)
+    learner_data = captures_ref(captures)
+    alias = alias_for(params.learner)
+    tags = {"dataset_id": merged.id, "profile": "personal", "learner": params.learner}
+    out = Path(tempfile.mkdtemp(prefix="personalize-", dir=settings.home))
+
+    with mlflow_runs.run(client, experiment_id, f"personalize-{params.learner}", None, tags) as top:
+        # Before: the champion on the images the personal model will be scored on.
+        before = {
+            name: evaluate_task(
+                files.model, data, SPLITS[name], out / f"before-{name}",
+                int(files.meta["imgsz"]), config.device,
+            ).metrics_dict()[f"{SPLITS[name]}_top1"]
+            for name, data in (("base", merged), ("learner", learner_data))
+        }  # fmt: skip
+        trained = train_stages(
+            client, experiment_id, merged, config, settings.home / "runs", top, tags,
+            {"profile": "personal", "dataset_id": merged.id, "champion": champion.version},
+        )  # fmt: skip
+        reports = {
+            name: evaluate_task(
+                trained.model, data, SPLITS[name], out / f"after-{name}", config.imgsz,
+                config.device,
+            )
+            for name, data in (("base", merged), ("learner", learner_data))
+        }  # fmt: skip
+        after = {
+            name: report.metrics_dict()[f"{SPLITS[name]}_top1"] for name, report in reports.items()
+        }
+        metrics = {
+            f"{name}_top1_{when}": value
+            for when, scores in (("before", before), ("after", after))
+            for name, value in scores.items()
+        }
+        for key, value in metrics.items():
+            client.log_metric(top, key, value)
+        metrics |= reports["base"].metrics_dict()
+        meta = model_metadata(
+            merged.names, config.imgsz, merged.id, metrics,
+            eval_dataset_id=merged.parent_id, profile="personal",
+            started_from={stage: w.record() for stage, w in trained.started_from.items()},
+            bundle=trained.two_stage,
+        )  # fmt: skip
+        model_uri = with_retries(
+            lambda: log_model(
+                trained.train_run, trained.result.best, trained.onnx, meta, extra=trained.extra
+            ),
+            "logging the model",
+        )
+        version_tag_values = version_tags(
+            merged.id, "personal", trained.train_run, top, metrics,
+            eval_dataset_id=merged.parent_id,
+            started_from={"champion": f"v{champion.version}"},
+        ) | {"learner": params.learner}  # fmt: skip
+        version = with_retries(
+            lambda: register(model_uri, version_tag_values), "registering the model"
+        )
+        with_retries(
+            lambda: client.set_registered_model_alias(MODEL_NAME, alias, version.version),
+            f"setting alias {alias}",
+        )
+    logger.info(
+        "registered %s v%s as %s: learner top-1 %.3f -> %.3f, base valid top-1 %.3f -> %.3f",
+        version.name, version.version, alias, before["learner"], after["learner"],
+        before["base"], after["base"],
+    )  # fmt: skip
+    return PersonalizeOutcome(
+        model=version.model_copy(update={"metrics": metrics}),
+        alias=alias,
+        champion_version=champion.version,
+        before=before,
+        after=after,
+    )
+
+
+if __name__ == "__main__":
+    from flows.cli import run_cli
+
+    run_cli(personalize_flow, PersonalizeParams, "python -m flows.personalize")
