@@ -10,8 +10,7 @@ learner's held-out bursts → register under ``personal-<learner>``. It never mo
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import shutil
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,6 +26,7 @@ from tasks.data.merge import captures_ref, merge_with_captures
 from tasks.registry.models import (
     CHAMPION,
     MODEL_NAME,
+    PERSONAL_PREFIX,
     download_version,
     get_version,
     log_model,
@@ -37,7 +37,6 @@ from tasks.registry.models import (
 from tasks.registry.tracking import with_retries
 from tasks.training.profiles import personal
 
-PERSONAL_PREFIX = "personal-"
 SPLITS = {"base": "valid", "learner": "valid"}  # scored before and after, on these
 
 
@@ -114,7 +113,8 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
     learner_data = captures_ref(captures)
     alias = alias_for(params.learner)
     tags = {"dataset_id": merged.id, "profile": "personal", "learner": params.learner}
-    out = Path(tempfile.mkdtemp(prefix="personalize-", dir=settings.home))
+    out = settings.home / "runs" / "personalize" / params.learner  # evaluations, this run's
+    shutil.rmtree(out, ignore_errors=True)
 
     with mlflow_runs.run(client, experiment_id, f"personalize-{params.learner}", None, tags) as top:
         # Before: the champion on the images the personal model will be scored on.

@@ -26,6 +26,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import streamlit as st  # noqa: E402
 
+from ui.shared_model import model_switch  # noqa: E402
+
 VIEWS = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="Fingerspell", page_icon=":material/sign_language:", layout="wide")
@@ -33,8 +35,12 @@ navigation = st.navigation(
     [
         st.Page(VIEWS / "live.py", title="Live", icon=":material/videocam:", default=True),
         st.Page(VIEWS / "practice.py", title="Practice", icon=":material/target:"),
+        st.Page(VIEWS / "teach.py", title="Teach", icon=":material/front_hand:"),
         st.Page(VIEWS / "upload.py", title="Upload", icon=":material/image:"),
         st.Page(VIEWS / "model.py", title="Model", icon=":material/bar_chart:"),
     ]
 )
+with st.sidebar:
+    # Every page recognizes with this session's model: say which, and offer the other one.
+    model_switch("sidebar_model")
 navigation.run()

@@ -67,6 +67,28 @@ class UiSettings(BaseSettings):
         "video codec work per frame side; a two-stage model's classifier cuts the hand from "
         "the full frame, where a 128 px crop needs a hand at least that large.",
     )
+    teach_frames: int = Field(
+        default=8, ge=1, le=30, description="Frames kept per taught burst (a slider on Teach)."
+    )
+    teach_seconds: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=10.0,
+        description="How long a burst lasts: its frames spread over this hold (slider on Teach).",
+    )
+    teach_hand_confidence: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description="Default threshold for finding the hand on Teach (a slider there); lower "
+        "than Live's, since the letter may be misread: only the hand must be found.",
+    )
+    learner: str = Field(
+        default="me",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",
+        description="Default learner name on Teach: names the captures folder and the model "
+        "alias personal-<learner>.",
+    )
     max_upload_mb: int = Field(
         default=10, ge=1, description="Largest upload accepted (keep equal to maxUploadSize)."
     )

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "asl-detector"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PERSONAL_PREFIX = "personal-"  # a learner's own model: alias personal-<learner>
 ARTIFACT_NAME = "model"
 RECIPE_TAG = "recipe_id"
 

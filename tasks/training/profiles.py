@@ -147,19 +147,35 @@ def with_changes(recipe: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig
 PERSONAL_LR = 0.0002
 
 
+def _trained_imgsz(checkpoint: Path, default: int) -> int:
+    """The input size an ultralytics ``checkpoint`` was trained at (``default`` if it has none)."""
+    import torch  # here only: importing the profiles stays cheap
+
+    try:
+        args = torch.load(checkpoint, map_location="cpu", weights_only=False).get("train_args")
+    except EOFError:  # an empty stand-in (unit tests); training would refuse a real one
+        return default
+    size = (args or {}).get("imgsz", default)
+    return int(size if isinstance(size, int) else size[0])
+
+
 def personal(meta: Mapping[str, Any], artifacts: Path, minutes: float | None) -> TrainConfig:
     """The recipe that fine-tunes a registered model on base data plus a learner's captures.
 
     Args:
-        meta: The model's ``metadata.json`` (its profile and input sizes).
+        meta: The model's ``metadata.json`` (its profile, input size, crop settings).
         artifacts: The folder holding its ``best.pt`` (and ``classifier.pt``).
         minutes: Time budget per stage (stages train side by side); None keeps the profile's
             epochs (the ``smoke`` profile in tests).
 
     Returns:
-        The champion's own recipe, starting from its weights.
+        The champion's own recipe, starting from its weights, at its input sizes.
     """
     recipe = PROFILES.get(str(meta.get("profile")), _CPU)
+    letters = artifacts / "classifier.pt"
+    # The stages follow the champion's files, not its profile's name: a two-stage model
+    # registered under a one-stage profile must not lose its classifier, nor the reverse.
+    stage2 = (recipe.classifier or _CPU_CLASSIFIER) if letters.exists() else None
     changes: dict[str, Any] = {
         "weights": str(artifacts / "best.pt"),
         "imgsz": int(meta["imgsz"]),
@@ -168,14 +184,19 @@ def personal(meta: Mapping[str, Any], artifacts: Path, minutes: float | None) ->
     }
     if minutes is not None:
         changes |= {"time_hours": minutes / 60, "epochs": 1000}
-    if recipe.classifier is not None and (artifacts / "classifier.pt").exists():
+    if stage2 is not None:
+        # The crops must be cut and sized as the champion's classifier learnt them; its size
+        # is in its checkpoint only (it may differ from the profile's, e.g. an override).
         changes |= {
-            "classifier.weights": str(artifacts / "classifier.pt"),
+            "classifier.weights": str(letters),
+            "classifier.imgsz": _trained_imgsz(letters, stage2.imgsz),
+            "classifier.pad": float(meta.get("crop_pad", stage2.pad)),
+            "classifier.mirror": bool(meta.get("crop_mirror", stage2.mirror)),
             "classifier.lr0": PERSONAL_LR,
             "classifier.warmup_epochs": 0,
         }
         if minutes is not None:
             changes |= {"classifier.time_hours": minutes / 60, "classifier.epochs": 1000}
-    else:
-        changes["classifier"] = None
-    return with_changes(recipe.model_copy(update={"extra_classifiers": ()}), changes)
+    return with_changes(
+        recipe.model_copy(update={"extra_classifiers": (), "classifier": stage2}), changes
+    )

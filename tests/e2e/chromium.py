@@ -150,6 +150,30 @@ def click_start(driver: WebDriver, timeout: float = 60, label: str = "START") ->
         driver.switch_to.default_content()
 
 
+def wait_for_text(driver: WebDriver, text: str, timeout: float) -> str:
+    """Wait until the page's text contains ``text``; returns the page's text."""
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        body = driver.find_element("tag name", "body").text
+        if text in body:
+            return body
+        time.sleep(0.5)
+    raise TimeoutError(f"{text!r} not on the page after {timeout}s; it shows:\n{body[-2000:]}")
+
+
+def click_button(driver: WebDriver, label: str, timeout: float = 30) -> None:
+    """Click the Streamlit button labelled ``label`` (outside the webcam iframe)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = WebDriverWait(driver, timeout).until(
+        ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space()='{label}']"))
+    )
+    button.click()
+
+
 def wait_for_frames(driver: WebDriver, frames: int, timeout: float) -> PageStats:
     """Wait until the page reports at least ``frames`` processed frames."""
     deadline = time.monotonic() + timeout

@@ -1,4 +1,4 @@
-"""The live page in a real headless Chromium whose fake camera plays dataset test images.
+"""The live and teach pages in a real headless Chromium whose fake camera plays dataset images.
 
 A real MLflow server holds a smoke-trained champion; the app loads it from there and records
 every frame its callback receives (``FINGERSPELL_UI_RECORD_DIR``). Two things are checked:
@@ -7,6 +7,9 @@ every frame its callback receives (``FINGERSPELL_UI_RECORD_DIR``). Two things ar
   resolution, which WebRTC picks under CPU load), every image of the clip among them;
 * the page: the letters it reports (frames per top letter) are exactly what the recognizer
   returns offline for those same received frames.
+
+The teach page gets a clip of one image of A held still: a burst captured there is saved as A
+(class 0) with the box the recognizer finds in the frames.
 
 Why not compare with the clean images directly: a smoke model's top letter is a near tie
 between classes, and VP8 at a low start-up bitrate flips it for most images (measured: even
@@ -22,11 +25,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from chromium import camera_frame, have_chromium, start_chromium, start_stream, wait_for_frames
+from chromium import (
+    camera_frame,
+    click_button,
+    click_start,
+    have_chromium,
+    start_chromium,
+    start_stream,
+    wait_for_frames,
+    wait_for_text,
+    y4m_frame,
+)
 from chromium import write_y4m as write_clip
 from support.servers import free_port, start_app, stop, wait_http
 
+from tasks.core.records import LETTERS, Box
+from tasks.data.captures import learner_dir, read_bursts
 from tasks.inference.recognizer import Recognizer
+from ui.teach import one_hand
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,6 +54,7 @@ HOLD_FRAMES = 45  # 1.5 s per image at 30 fps; the clip loops
 FRAMES = 2 * HOLD_FRAMES + 15
 THUMB = (80, 60)  # frames are compared at this size: compression noise averages out
 MAX_DIFFERENCE = 14.0  # mean absolute difference (0-255) to the nearest clip image
+TEACH_FRAMES = 4
 
 
 def top_letter(recognizer: Recognizer, frame: np.ndarray) -> str | None:
@@ -64,7 +81,36 @@ def clip(shared_dataset: Path, tmp_path_factory) -> tuple[Path, list[np.ndarray]
 
 
 @pytest.fixture(scope="module")
-def app(mlflow_server: str, smoke_weights: Path, smoke_onnx: Path, tmp_path_factory):
+def teach_clip(
+    shared_dataset: Path, smoke_onnx: Path, tmp_path_factory
+) -> tuple[Path, np.ndarray, float]:
+    """A clip holding one image of A still, that frame, and a hand threshold at which the
+    smoke model finds exactly one box in it (between its best and second-best confidence)."""
+    recognizer = Recognizer.load(str(smoke_onnx))
+    best = None
+    for split in ("test", "valid"):
+        for path in sorted((shared_dataset / split / "images").glob("A*")):
+            frame = camera_frame(cv2.imread(str(path)))
+            found = recognizer.recognize(y4m_frame(frame), conf=0.0, max_det=3, agnostic=True)
+            scores = [d.confidence for d in found.detections] + [0.0]
+            if scores[0] > 0 and (best is None or scores[1] / scores[0] < best[0]):
+                best = (scores[1] / scores[0], frame, scores[0], scores[1])
+    assert best is not None, "the smoke model finds nothing in any image of A"
+    _, frame, first, second = best
+    # The geometric middle: VP8 shifts both confidences by a factor more than by an amount.
+    threshold = float(np.sqrt(first * second)) if second > 0 else first / 2
+    clip_path = tmp_path_factory.mktemp("teach-clip") / "teach.y4m"
+    return write_clip([frame] * 30, clip_path), frame, threshold
+
+
+@pytest.fixture(scope="module")
+def app(
+    mlflow_server: str,
+    smoke_weights: Path,
+    smoke_onnx: Path,
+    teach_clip: tuple[Path, np.ndarray, float],
+    tmp_path_factory,
+):
     """The app on 127.0.0.1 reading a smoke champion from the real MLflow server."""
     from support.model_store import register_model
 
@@ -76,12 +122,14 @@ def app(mlflow_server: str, smoke_weights: Path, smoke_onnx: Path, tmp_path_fact
         "FINGERSPELL_HOME": str(root / "home"),
         "FINGERSPELL_UI_MIN_CONFIDENCE": "0",  # a smoke model's confidences are ~0.001-0.05
         "FINGERSPELL_UI_RECORD_DIR": str(record),
+        "FINGERSPELL_UI_TEACH_HAND_CONFIDENCE": str(teach_clip[2]),
+        "FINGERSPELL_UI_TEACH_FRAMES": str(TEACH_FRAMES),
         "HOME": str(root),  # model download cache and ~/.streamlit stay in the test's folder
     }
     process = start_app(port, log, env)
     try:
         wait_http(f"http://127.0.0.1:{port}/_stcore/health", process, timeout=90, log=log)
-        yield f"http://127.0.0.1:{port}/", record
+        yield f"http://127.0.0.1:{port}/", record, root / "home"
     finally:
         stop(process)
 
@@ -98,7 +146,7 @@ def recorded(record: Path, frames: int) -> list[Path]:
 def test_live_page_shows_the_letters_the_recognizer_finds(
     app: tuple[str, Path], clip: tuple[Path, list[np.ndarray]], smoke_onnx: Path, tmp_path: Path
 ):
-    url, record = app
+    url, record, _ = app
     clip_path, images = clip
     driver = start_chromium(clip_path)
     screenshot = tmp_path / "live.png"
@@ -133,3 +181,58 @@ def test_live_page_shows_the_letters_the_recognizer_finds(
     offline = [top_letter(recognizer, frame) for frame in received]
     assert [p.stem.split("_")[1] for p in files] == [x or "none" for x in offline]
     assert stats.seen == dict(Counter(x for x in offline if x)), "page vs offline letters"
+
+
+def yolo_box(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
+    """A pixel box as a YOLO label's normalized centre x, centre y, width, height (clipped to
+    the frame, as the saved labels are)."""
+    height, width = shape[:2]
+    x1, x2 = np.clip([box.x1, box.x2], 0, width) / width
+    y1, y2 = np.clip([box.y1, box.y2], 0, height) / height
+    return (float(x1 + x2) / 2, float(y1 + y2) / 2, float(x2 - x1), float(y2 - y1))
+
+
+@pytest.mark.skipif(not have_chromium(), reason="chromium/chromedriver not installed")
+def test_teach_page_saves_a_burst_of_the_asked_letter(
+    app: tuple[str, Path, Path], teach_clip: tuple[Path, np.ndarray, float], smoke_onnx: Path
+):
+    url, record, home = app
+    clip_path, _, threshold = teach_clip
+    driver = start_chromium(clip_path)
+    try:
+        driver.get(url + "teach")
+        wait_for_text(driver, "Sign A", timeout=90)
+        click_start(driver, timeout=60)
+        click_button(driver, "Capture a burst")
+        wait_for_text(driver, "frames with one hand", timeout=90)
+        saved = next(
+            b.text for b in driver.find_elements("tag name", "button") if b.text.startswith("Save")
+        )
+        click_button(driver, saved)
+        wait_for_text(driver, "Saved bursts (per letter): A 1", timeout=60)
+    finally:
+        driver.quit()
+
+    root = learner_dir(home, "me")
+    [burst] = read_bursts(root)
+    assert burst.letter == "A" and 1 <= burst.frames <= TEACH_FRAMES
+    # The boxes the app found: the smoke model's best box is a near tie that VP8 flips, so
+    # each label must be the one hand the recognizer finds in one of the frames the app
+    # received (recorded losslessly), not the box of the clean image.
+    recognizer = Recognizer.load(str(smoke_onnx))
+    newest = max(record.iterdir(), key=lambda folder: folder.stat().st_mtime)
+    found = set()
+    for path in sorted(newest.glob("*.png")):
+        received = cv2.imread(str(path))
+        detections = recognizer.recognize(received, conf=threshold, max_det=3, agnostic=True)
+        box = one_hand(detections.detections)
+        if box is not None:
+            found.add(yolo_box(box, received.shape))
+    assert found, "no received frame holds exactly one hand"
+    labels = sorted((root / burst.split / "labels").glob(f"{burst.id}-*.txt"))
+    assert len(labels) == burst.frames
+    for label in labels:
+        class_id, *xywh = label.read_text().split()
+        assert int(class_id) == LETTERS.index("A")
+        values = [float(v) for v in xywh]
+        assert any(np.allclose(values, box, atol=1e-3) for box in found), (values, found)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui.app_settings import get_ui_settings
 from ui.frame_stats import processed_line, video_line
-from ui.shared_model import model_or_stop
+from ui.shared_model import model_label, model_or_stop
 from ui.spelling import Speller
 from ui.video import FrameProcessor, page_processor
 from ui.webcam import webcam
@@ -44,6 +44,7 @@ with video:
         f"{'(' + ', '.join(details.aliases) + ')' if details.aliases else ''} · "
         "each frame: letter and confidence drawn on the box, FPS and latency bottom-left."
     )
+    st.caption(f"Recognizing with **{model_label(details)}** (switch in the sidebar).")
 playing = context.state.playing
 
 

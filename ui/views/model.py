@@ -19,7 +19,13 @@ from ui.model_info import (
     list_versions,
     per_letter,
 )
-from ui.shared_model import VERSION_KEY, model_or_stop, show_unavailable
+from ui.shared_model import (
+    VERSION_KEY,
+    model_label,
+    model_or_stop,
+    model_switch,
+    show_unavailable,
+)
 
 
 def _stages(classifier: CropClassifier) -> str:
@@ -94,6 +100,8 @@ recognizer, details = model_or_stop()
 aliases = ", ".join(details.aliases) or "no alias"
 
 st.subheader(f"Loaded: {details.name} v{details.version} ({aliases})")
+st.caption(f"This session recognizes with **{model_label(details)}**.")
+model_switch("model_page_switch")
 trained = f"{details.trained_at:%Y-%m-%d %H:%M} UTC" if details.trained_at else "unknown"
 st.markdown(
     f"- **dataset** `{details.dataset_id or 'unknown'}`\n"
