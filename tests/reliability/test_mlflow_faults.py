@@ -20,6 +20,7 @@ from support.servers import BIN, free_port, start_server, stop, wait_http
 
 from tasks.core.records import ModelVersion
 from tasks.inference.recognizer import Recognizer
+from tasks.registry import tracking
 from tasks.registry.models import CHAMPION, MODEL_NAME, get_version
 from tasks.registry.promotion import decide_promotion
 from tasks.registry.tracking import (
@@ -76,7 +77,9 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
         mlflow.set_registry_uri(before[1])
 
 
-def test_mlflow_down_at_start_fails_fast_naming_the_server():
+def test_mlflow_down_at_start_fails_fast_naming_the_server(monkeypatch: pytest.MonkeyPatch):
+    waited: list[float] = []
+    monkeypatch.setattr(tracking.time, "sleep", waited.append)  # the waits, not slept here
     port = free_port()  # nothing listens there
     uri = f"http://trainer:FAKEPASS123@127.0.0.1:{port}"
     started = time.monotonic()
@@ -88,6 +91,7 @@ def test_mlflow_down_at_start_fails_fast_naming_the_server():
     assert f"127.0.0.1:{port}" in message and "FINGERSPELL_MLFLOW_TRACKING_URI" in message
     assert "FAKEPASS123" not in message
     assert time.monotonic() - started < 60, "it must not retry for minutes"
+    assert sum(waited) <= 10, "a server just starting gets a few seconds, not minutes"
 
 
 def test_a_sqlite_store_needs_no_server(tmp_path: Path):
