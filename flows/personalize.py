@@ -26,11 +26,11 @@ from tasks.data.merge import captures_ref, merge_with_captures
 from tasks.registry.models import (
     CHAMPION,
     MODEL_NAME,
-    PERSONAL_PREFIX,
     download_version,
     get_version,
     log_model,
     model_metadata,
+    personal_alias,
     register,
     version_tags,
 )
@@ -77,7 +77,7 @@ class PersonalizeOutcome(BaseModel):
 
 def alias_for(learner: str) -> str:
     """The registry alias of a learner's model."""
-    return PERSONAL_PREFIX + check_learner(learner)
+    return personal_alias(check_learner(learner))
 
 
 @flow(name="personalize", log_prints=True)

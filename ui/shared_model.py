@@ -14,11 +14,10 @@ import streamlit as st
 from tasks.core.redact import redact
 from tasks.core.settings import get_settings
 from tasks.inference.recognizer import Recognizer
-from tasks.registry.models import CHAMPION, MODEL_NAME
+from tasks.registry.models import CHAMPION, MODEL_NAME, PERSONAL_PREFIX, personal_alias
 from tasks.registry.tracking import client_for
 from ui.app_settings import get_ui_settings
 from ui.model_info import ModelDetails, ModelUnavailable, check_tracking, resolve
-from ui.teach import PERSONAL_PREFIX
 
 # session_state: the version picked on the model page ("3"), a learner's alias ("@personal-ann"),
 # or absent for the champion.
@@ -70,11 +69,6 @@ def refresh_models() -> None:
     """Forget cached registry lookups, e.g. right after a personal model was registered."""
     _alias_version.clear()
     _details.clear()
-
-
-def personal_alias(learner: str) -> str:
-    """The registry alias of ``learner``'s own model."""
-    return PERSONAL_PREFIX + learner
 
 
 def current_learner() -> str:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ import numpy as np
 
 from tasks.core.records import LETTERS, Box, Detection
 from tasks.inference.draw import draw_box
-from tasks.registry.models import PERSONAL_PREFIX
+from tasks.registry.models import personal_alias
 
 ROOT = Path(__file__).resolve().parents[1]
 CaptureState = Literal["idle", "waiting", "capturing", "done"]
@@ -96,10 +96,7 @@ def shot_preview(shot: Shot) -> np.ndarray:
 
 def burst_counts(letters: Iterable[str]) -> dict[str, int]:
     """Saved bursts per letter, from each saved burst's letter."""
-    counts: dict[str, int] = {}
-    for letter in letters:
-        counts[letter] = counts.get(letter, 0) + 1
-    return counts
+    return dict(Counter(letters))
 
 
 class BurstCollector:
@@ -300,7 +297,7 @@ class PersonalizeJob:
     @property
     def alias(self) -> str:
         """The registry alias this learner's model gets."""
-        return PERSONAL_PREFIX + self.learner
+        return personal_alias(self.learner)
 
 
 _JOBS: dict[str, PersonalizeJob] = {}

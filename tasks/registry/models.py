@@ -126,6 +126,11 @@ def register(model_uri: str, tags: dict[str, str], name: str = MODEL_NAME) -> Mo
     )
 
 
+def personal_alias(learner: str) -> str:
+    """The alias of ``learner``'s own model (the personalize flow registers it)."""
+    return PERSONAL_PREFIX + learner
+
+
 def recipe_id(dataset_id: str, recipe: Mapping[str, Any]) -> str:
     """16 hex characters naming (dataset content, recipe): what a trained model depends on.
 
