@@ -162,6 +162,20 @@ def wait_for_text(driver: WebDriver, text: str, timeout: float) -> str:
     raise TimeoutError(f"{text!r} not on the page after {timeout}s; it shows:\n{body[-2000:]}")
 
 
+def wait_for_button(driver: WebDriver, prefix: str, timeout: float) -> str:
+    """Wait for a Streamlit button whose label starts with ``prefix``; returns its label.
+
+    Streamlit draws a rerun's elements one by one, so a text above a button can show first.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for button in driver.find_elements("tag name", "button"):
+            if button.text.startswith(prefix):
+                return button.text
+        time.sleep(0.5)
+    raise TimeoutError(f"no button starting {prefix!r} on the page after {timeout}s")
+
+
 def click_button(driver: WebDriver, label: str, timeout: float = 30) -> None:
     """Click the Streamlit button labelled ``label`` (outside the webcam iframe)."""
     from selenium.webdriver.common.by import By

@@ -19,6 +19,7 @@ images screened as stable under VP8/downscaling read differently in the browser)
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from chromium import (
     have_chromium,
     start_chromium,
     start_stream,
+    wait_for_button,
     wait_for_frames,
     wait_for_text,
     y4m_frame,
@@ -55,6 +57,7 @@ FRAMES = 2 * HOLD_FRAMES + 15
 THUMB = (80, 60)  # frames are compared at this size: compression noise averages out
 MAX_DIFFERENCE = 14.0  # mean absolute difference (0-255) to the nearest clip image
 TEACH_FRAMES = 4
+WARM_UP_FRAMES = 60  # 2 s at 30 fps
 
 
 def top_letter(recognizer: Recognizer, frame: np.ndarray) -> str | None:
@@ -80,25 +83,51 @@ def clip(shared_dataset: Path, tmp_path_factory) -> tuple[Path, list[np.ndarray]
     return write_clip([f for f in images for _ in range(HOLD_FRAMES)], clip_path), images
 
 
+def degraded(frame: np.ndarray) -> list[np.ndarray]:
+    """``frame`` as the app may receive it: through the y4m file's YUV 4:2:0, VP8-like
+    compression and the lower resolutions WebRTC falls back to under CPU load."""
+    out = [y4m_frame(frame)]
+    for quality in (50, 80):
+        _, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out.append(cv2.imdecode(data, cv2.IMREAD_COLOR))
+    for scale in (0.5, 0.75):
+        out.append(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    return out
+
+
+def hand_scores(recognizer: Recognizer, frame: np.ndarray) -> tuple[float, float]:
+    """The best and second-best box confidence in ``frame`` (0 where there is none)."""
+    found = recognizer.recognize(frame, conf=0.0, max_det=3, agnostic=True)
+    scores = [d.confidence for d in found.detections] + [0.0, 0.0]
+    return scores[0], scores[1]
+
+
 @pytest.fixture(scope="module")
 def teach_clip(
     shared_dataset: Path, smoke_onnx: Path, tmp_path_factory
 ) -> tuple[Path, np.ndarray, float]:
     """A clip holding one image of A still, that frame, and a hand threshold at which the
-    smoke model finds exactly one box in it (between its best and second-best confidence)."""
+    smoke model finds exactly one box in it.
+
+    A smoke model's confidences are tiny and shift with compression and scale (measured: the
+    image picked on the clean frame alone read a third of its clean best in the browser's
+    first frames, and CI's never crossed the threshold). So the image is the one whose best
+    box stays furthest above its second-best across :func:`degraded` versions, and the
+    threshold sits in the geometric middle of that gap.
+    """
     recognizer = Recognizer.load(str(smoke_onnx))
-    best = None
-    for split in ("test", "valid"):
-        for path in sorted((shared_dataset / split / "images").glob("A*")):
+    best: tuple[float, np.ndarray, float, float] | None = None
+    for split in ("test", "valid", "train"):
+        for path in sorted((shared_dataset / split / "images").glob("A*"))[:40]:
             frame = camera_frame(cv2.imread(str(path)))
-            found = recognizer.recognize(y4m_frame(frame), conf=0.0, max_det=3, agnostic=True)
-            scores = [d.confidence for d in found.detections] + [0.0]
-            if scores[0] > 0 and (best is None or scores[1] / scores[0] < best[0]):
-                best = (scores[1] / scores[0], frame, scores[0], scores[1])
-    assert best is not None, "the smoke model finds nothing in any image of A"
-    _, frame, first, second = best
-    # The geometric middle: VP8 shifts both confidences by a factor more than by an amount.
-    threshold = float(np.sqrt(first * second)) if second > 0 else first / 2
+            scores = [hand_scores(recognizer, version) for version in degraded(frame)]
+            low, high = min(s[0] for s in scores), max(s[1] for s in scores)
+            margin = low / high if high > 0 else (float("inf") if low > 0 else 0.0)
+            if best is None or margin > best[0]:
+                best = (margin, frame, low, high)
+    assert best is not None and best[2] > 0, "the smoke model finds nothing in any image of A"
+    _, frame, low, high = best
+    threshold = float(np.sqrt(low * high)) if high > 0 else low / 2
     clip_path = tmp_path_factory.mktemp("teach-clip") / "teach.y4m"
     return write_clip([frame] * 30, clip_path), frame, threshold
 
@@ -183,6 +212,29 @@ def test_live_page_shows_the_letters_the_recognizer_finds(
     assert stats.seen == dict(Counter(x for x in offline if x)), "page vs offline letters"
 
 
+def wait_for_recording(record: Path, earlier: set[Path], frames: int, timeout: float) -> Path:
+    """The app's recording folder for the new stream once it holds ``frames`` frames."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for folder in set(record.iterdir() if record.exists() else ()) - earlier:
+            if sum(1 for _ in folder.glob("*.png")) >= frames:
+                return folder
+        time.sleep(0.5)
+    raise TimeoutError(f"the app recorded fewer than {frames} frames of the stream in {timeout}s")
+
+
+def received_scores(session: Path, smoke_onnx: Path, threshold: float) -> str:
+    """Why no burst started: the best and second-best confidence in the last frames received."""
+    recognizer = Recognizer.load(str(smoke_onnx))
+    files = sorted(session.glob("*.png"))
+    last = [hand_scores(recognizer, cv2.imread(str(path))) for path in files[-10:]]
+    shapes = {cv2.imread(str(path)).shape[:2] for path in files[-10:]}
+    return (
+        f"no frame with one hand at threshold {threshold:.4f}: {len(files)} frames received "
+        f"(sizes {shapes}); last best/second: {[(round(a, 4), round(b, 4)) for a, b in last]}"
+    )
+
+
 def yolo_box(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
     """A pixel box as a YOLO label's normalized centre x, centre y, width, height (clipped to
     the frame, as the saved labels are)."""
@@ -198,17 +250,22 @@ def test_teach_page_saves_a_burst_of_the_asked_letter(
 ):
     url, record, home = app
     clip_path, _, threshold = teach_clip
+    earlier = set(record.iterdir()) if record.exists() else set()
     driver = start_chromium(clip_path)
     try:
         driver.get(url + "teach")
         wait_for_text(driver, "Sign A", timeout=90)
         click_start(driver, timeout=60)
+        # VP8 starts blurry and sharpens within a second or two (measured: the best box read a
+        # third of its settled confidence in the first frames); arm once the stream settles.
+        session = wait_for_recording(record, earlier, WARM_UP_FRAMES, timeout=90)
         click_button(driver, "Capture a burst")
-        wait_for_text(driver, "frames with one hand", timeout=90)
-        saved = next(
-            b.text for b in driver.find_elements("tag name", "button") if b.text.startswith("Save")
-        )
-        click_button(driver, saved)
+        try:
+            wait_for_text(driver, "frames with one hand", timeout=90)
+        except TimeoutError as error:
+            raise AssertionError(received_scores(session, smoke_onnx, threshold)) from error
+        save = wait_for_button(driver, "Save ", timeout=30)
+        click_button(driver, save)
         wait_for_text(driver, "Saved bursts (per letter): A 1", timeout=60)
     finally:
         driver.quit()
