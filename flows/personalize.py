@@ -11,6 +11,7 @@ learner's held-out bursts → register under ``personal-<learner>``. It never mo
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,14 +28,17 @@ from tasks.registry.models import (
     CHAMPION,
     MODEL_NAME,
     download_version,
+    find_registered,
     get_version,
     log_model,
     model_metadata,
     personal_alias,
+    recipe_id,
     register,
     version_tags,
 )
 from tasks.registry.tracking import with_retries
+from tasks.training.detector import PLACEMENT
 from tasks.training.profiles import personal
 
 SPLITS = {"base": "valid", "learner": "valid"}  # scored before and after, on these
@@ -56,6 +60,11 @@ class PersonalizeParams(BaseModel):
     source: str | None = Field(
         default=None, description="Base dataset source; default FINGERSPELL_DATASET."
     )
+    reuse: bool = Field(
+        default=True,
+        description="When the captures, base data, champion and recipe are those of a model "
+        "already registered for this learner, give it the alias instead of training a copy.",
+    )
 
     @field_validator("learner")
     @classmethod
@@ -73,6 +82,9 @@ class PersonalizeOutcome(BaseModel):
     champion_version: str
     before: dict[str, float] = Field(description="top-1 of the champion: base, learner.")
     after: dict[str, float] = Field(description="top-1 of the personal model: base, learner.")
+    reused: bool = Field(
+        default=False, description="Nothing changed since this model was trained; none trained."
+    )
 
 
 def alias_for(learner: str) -> str:
@@ -112,6 +124,14 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
     merged = merge_with_captures(base, captures, settings.datasets_dir)
     learner_data = captures_ref(captures)
     alias = alias_for(params.learner)
+    recipe = recipe_id(
+        merged.id,
+        config.model_dump(mode="json", exclude=PLACEMENT)
+        | {"champion": champion.version, "learner": params.learner},
+    )
+    if params.reuse and (same := find_registered(merged.id, recipe)) is not None:
+        # Pressing Personalize again with no new bursts would only register a copy.
+        return _reuse(client, same[0], alias, champion.version, logger)
     tags = {"dataset_id": merged.id, "profile": "personal", "learner": params.learner}
     out = settings.home / "runs" / "personalize" / params.learner  # evaluations, this run's
     shutil.rmtree(out, ignore_errors=True)
@@ -162,7 +182,7 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
         version_tag_values = version_tags(
             merged.id, "personal", trained.train_run, top, metrics,
             eval_dataset_id=merged.parent_id,
-            started_from={"champion": f"v{champion.version}"},
+            started_from={"champion": f"v{champion.version}"}, recipe=recipe,
         ) | {"learner": params.learner}  # fmt: skip
         version = with_retries(
             lambda: register(model_uri, version_tag_values), "registering the model"
@@ -182,6 +202,34 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
         champion_version=champion.version,
         before=before,
         after=after,
+    )
+
+
+def _reuse(
+    client: Any, version: ModelVersion, alias: str, champion: str, logger: Any
+) -> PersonalizeOutcome:
+    """The outcome of a run that found its model registered: the alias points at it."""
+    if alias not in version.aliases:
+        with_retries(
+            lambda: client.set_registered_model_alias(MODEL_NAME, alias, version.version),
+            f"setting alias {alias}",
+        )
+    scores = {
+        when: {name: version.metrics.get(f"{name}_top1_{when}", 0.0) for name in SPLITS}
+        for when in ("before", "after")
+    }
+    logger.info(
+        "nothing changed: v%s was trained on these captures, base data and champion with this "
+        "recipe; %s points at it and nothing was trained (teach more bursts, or reuse=false)",
+        version.version, alias,
+    )  # fmt: skip
+    return PersonalizeOutcome(
+        model=version,
+        alias=alias,
+        champion_version=champion,
+        before=scores["before"],
+        after=scores["after"],
+        reused=True,
     )
 
 

@@ -1,25 +1,18 @@
-"""Teach mode: capture bursts of a learner's own signs, and personalize a model on them.
+"""Teach mode: capture bursts of a learner's own signs (``ui.personalize_job`` trains on them).
 
 Pure logic, no Streamlit. The frame callback feeds :meth:`BurstCollector.offer` (through
 :class:`TeachTap`, which stands in for the recognizer) and the page reads
 :meth:`BurstCollector.view`; one lock guards both. A burst keeps at most one frame per equal
 slice of its duration, so its frames spread over the whole hold instead of bunching at 30 fps.
-:class:`PersonalizeJob` runs the personalize flow in a child process, so the app stays
-responsive and its own threads never share the GIL with a training.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import subprocess
-import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import cv2
@@ -27,11 +20,8 @@ import numpy as np
 
 from tasks.core.records import LETTERS, Box, Detection
 from tasks.inference.draw import draw_box
-from tasks.registry.models import personal_alias
 
-ROOT = Path(__file__).resolve().parents[1]
 CaptureState = Literal["idle", "waiting", "capturing", "done"]
-JobState = Literal["idle", "running", "done", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,110 +195,3 @@ class TeachTap:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-def personalize_available() -> bool:
-    """Whether ``flows.personalize`` exists here (it can be missing in a partial checkout)."""
-    try:
-        return importlib.util.find_spec("flows.personalize") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-# Run in the child: the flow is imported only there, so the app never imports Prefect.
-_CHILD = """
-import sys
-from flows.personalize import PersonalizeParams, personalize_flow
-outcome = personalize_flow(PersonalizeParams(learner=sys.argv[1]))
-print("PERSONALIZED " + outcome.model_dump_json(), flush=True)
-"""
-Launcher = Callable[[str, Callable[[str], None]], dict[str, Any]]
-
-
-def launch_flow(learner: str, on_line: Callable[[str], None]) -> dict[str, Any]:
-    """Run the personalize flow for ``learner`` in a child Python; each output line goes to
-    ``on_line``.
-
-    Returns:
-        The flow's outcome (``PersonalizeOutcome`` as a dict).
-
-    Raises:
-        RuntimeError: The child failed; the message is its last lines of output.
-    """
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, learner],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    outcome: dict[str, Any] | None = None
-    tail: deque[str] = deque(maxlen=8)
-    assert child.stdout is not None
-    for line in child.stdout:
-        line = line.rstrip()
-        if line.startswith("PERSONALIZED "):
-            outcome = json.loads(line.removeprefix("PERSONALIZED "))
-            continue
-        tail.append(line)
-        on_line(line)
-    if child.wait() != 0 or outcome is None:
-        raise RuntimeError("\n".join(tail) or f"exit status {child.returncode}")
-    return outcome
-
-
-class PersonalizeJob:
-    """One learner's personalize run on a background thread; the page polls :meth:`view`."""
-
-    def __init__(self, learner: str, launcher: Launcher) -> None:
-        self.learner, self._launcher = learner, launcher
-        self._lock = threading.Lock()
-        self.state: JobState = "idle"
-        self.lines: deque[str] = deque(maxlen=12)
-        self.outcome: dict[str, Any] | None = None
-        self.error: str | None = None
-        self.started = self.finished = 0.0
-
-    def start(self) -> bool:
-        """Start the run unless one is running; True if it started."""
-        with self._lock:
-            if self.state == "running":
-                return False
-            self.state, self.outcome, self.error = "running", None, None
-            self.lines.clear()
-            self.started = time.time()
-        threading.Thread(target=self._run, name=f"personalize-{self.learner}", daemon=True).start()
-        return True
-
-    def _run(self) -> None:
-        try:
-            outcome = self._launcher(self.learner, self._line)
-        except Exception as error:  # shown on the page; the app carries on
-            with self._lock:
-                self.state, self.error, self.finished = "failed", str(error), time.time()
-            return
-        with self._lock:
-            self.state, self.outcome, self.finished = "done", outcome, time.time()
-
-    def _line(self, line: str) -> None:
-        with self._lock:
-            self.lines.append(line)
-
-    @property
-    def alias(self) -> str:
-        """The registry alias this learner's model gets."""
-        return personal_alias(self.learner)
-
-
-_JOBS: dict[str, PersonalizeJob] = {}
-_JOBS_LOCK = threading.Lock()
-
-
-def job_for(learner: str) -> PersonalizeJob:
-    """The process-wide job of ``learner``: a reloaded page finds its running training."""
-    with _JOBS_LOCK:
-        job = _JOBS.get(learner)
-        if job is None:
-            # Looked up at call time, so tests can replace the module's launch_flow.
-            job = _JOBS[learner] = PersonalizeJob(learner, launch_flow)
-        return job

@@ -91,6 +91,19 @@ def test_personalize_registers_the_learners_alias_and_leaves_the_champion(
         assert set(scores) == {"base", "learner"}
         assert all(0.0 <= value <= 1.0 for value in scores.values())
     assert outcome.before["base"] == pytest.approx(general.metrics["valid_top1"])
+    assert not outcome.reused
+
+    # Personalize again with nothing new: the same version keeps the alias, none is added.
+    client.delete_registered_model_alias(MODEL_NAME, "personal-ann")
+    again = personalize_flow(
+        PersonalizeParams(learner="ann", minutes=None, source=str(subset_dataset))
+    )
+    assert again.reused and again.model.version == outcome.model.version
+    assert (again.before, again.after) == (outcome.before, outcome.after)
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "personal-ann").version) == (
+        outcome.model.version
+    )
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 2
 
 
 def test_the_recipe_follows_the_champions_files_and_sizes(tmp_path: Path):

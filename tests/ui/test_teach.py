@@ -1,8 +1,7 @@
-"""Teach mode's logic: one-hand frames, bursts spread over their duration, letters, the job."""
+"""Teach mode's logic: one-hand frames, bursts spread over their duration, letters."""
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 from tasks.core.records import LETTERS, Box, Detection
 from ui.teach import (
     BurstCollector,
-    PersonalizeJob,
     TeachTap,
     burst_counts,
     letter_order,
@@ -137,53 +135,3 @@ def test_preview_draws_the_box_on_an_rgb_copy():
 
 def test_burst_counts():
     assert burst_counts(["A", "B", "A"]) == {"A": 2, "B": 1}
-
-
-def wait_for(job: PersonalizeJob, state: str, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while job.state != state and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert job.state == state
-
-
-def test_personalize_job_runs_in_the_background_and_reports():
-    def launcher(learner: str, on_line) -> dict:
-        on_line(f"training {learner}")
-        return {"alias": f"personal-{learner}", "after": {"learner": 0.9}}
-
-    job = PersonalizeJob("ann", launcher)
-    assert job.start()
-    wait_for(job, "done")
-    assert job.outcome == {"alias": "personal-ann", "after": {"learner": 0.9}}
-    assert list(job.lines) == ["training ann"] and job.alias == "personal-ann"
-
-
-def test_a_failed_personalize_job_keeps_its_error_and_can_start_again():
-    def launcher(learner: str, on_line) -> dict:
-        raise RuntimeError("teach at least two bursts")
-
-    job = PersonalizeJob("ann", launcher)
-    job.start()
-    wait_for(job, "failed")
-    assert job.error == "teach at least two bursts"
-    job._launcher = lambda learner, on_line: {}
-    assert job.start()
-    wait_for(job, "done")
-
-
-def test_launch_flow_reads_the_child_output_and_outcome(monkeypatch: pytest.MonkeyPatch):
-    import ui.teach
-
-    child = 'import sys; print("epoch 1", sys.argv[1]); print(\'PERSONALIZED {"alias": "a"}\')'
-    monkeypatch.setattr(ui.teach, "_CHILD", child)
-    lines: list[str] = []
-    assert ui.teach.launch_flow("ann", lines.append) == {"alias": "a"}
-    assert lines == ["epoch 1 ann"]
-
-
-def test_launch_flow_raises_the_child_last_lines_on_failure(monkeypatch: pytest.MonkeyPatch):
-    import ui.teach
-
-    monkeypatch.setattr(ui.teach, "_CHILD", 'print("no champion"); raise SystemExit(1)')
-    with pytest.raises(RuntimeError, match="no champion"):
-        ui.teach.launch_flow("ann", lambda line: None)

@@ -3,6 +3,7 @@ and switching between the champion and the learner's own model."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,14 +147,43 @@ def test_a_bad_learner_name_is_refused(app_env: str, fake_webcam):
     assert not (home() / "captures").exists()
 
 
-def test_personalize_is_disabled_without_the_flow(app_env: str, fake_webcam, monkeypatch):
-    import ui.teach
+def test_a_running_personalize_can_be_stopped_and_keeps_the_captures(
+    app_env: str, fake_webcam, monkeypatch
+):
+    import ui.personalize_job
 
-    monkeypatch.setattr(ui.teach, "personalize_available", lambda: False)
+    root = learner_dir(home(), "me")
+    image = np.zeros((48, 64, 3), np.uint8)
+    for _ in range(2):
+        save_burst(root, "A", [image], [Box(x1=1, y1=2, x2=30, y2=40)])
+    started = threading.Event()
+
+    def launcher(learner: str, on_line, cancel: threading.Event) -> dict:
+        started.set()
+        if cancel.wait(10):
+            raise ui.personalize_job.Cancelled("stopped")
+        return {}
+
+    monkeypatch.setattr(ui.personalize_job, "launch_flow", launcher)
+    monkeypatch.setattr(ui.personalize_job, "_JOBS", {})
     at = run_page("teach")
-    assert not at.exception
+    button(at, "Personalize").click().run()
+    assert started.wait(5)
+    at.run()
     assert button(at, "Personalize").disabled
-    assert "is not in this checkout yet" in texts(at)
+    # The fine-tune reads the captures: they cannot be deleted under it.
+    assert button(at, "Delete all my captures").disabled
+    button(at, "Stop").click().run()
+    job = ui.personalize_job.job_for("me")
+    deadline = time.monotonic() + 10
+    while job.state == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.run()
+    assert job.state == "cancelled"
+    assert "Personalizing stopped" in texts(at)
+    assert not button(at, "Delete all my captures").disabled
+    assert len(read_bursts(root)) == 2
+    assert "model_version" not in at.session_state  # still the champion
 
 
 def test_personalize_runs_in_the_background_then_uses_the_personal_model(
@@ -161,26 +191,26 @@ def test_personalize_runs_in_the_background_then_uses_the_personal_model(
 ):
     from mlflow import MlflowClient
 
-    import ui.teach
+    import ui.personalize_job
 
     root = learner_dir(home(), "me")
     image = np.zeros((48, 64, 3), np.uint8)
     for _ in range(2):  # one train burst and one held-out burst
         save_burst(root, "A", [image], [Box(x1=1, y1=2, x2=30, y2=40)])
 
-    def launcher(learner: str, on_line) -> dict:
+    def launcher(learner: str, on_line, cancel) -> dict:
         on_line("fine-tuning")
         # What the flow does at its end: register and alias the learner's model.
         MlflowClient(app_env).set_registered_model_alias(MODEL_NAME, f"personal-{learner}", "2")
         return {"before": {"learner": 0.25, "base": 0.5}, "after": {"learner": 0.75, "base": 0.5}}
 
-    monkeypatch.setattr(ui.teach, "launch_flow", launcher)
-    monkeypatch.setattr(ui.teach, "_JOBS", {})
+    monkeypatch.setattr(ui.personalize_job, "launch_flow", launcher)
+    monkeypatch.setattr(ui.personalize_job, "_JOBS", {})
     try:
         at = run_page("teach")
         assert "the general model (champion, v1)" in texts(at)
         button(at, "Personalize").click().run()
-        job = ui.teach.job_for("me")
+        job = ui.personalize_job.job_for("me")
         deadline = time.monotonic() + 10
         while job.state == "running" and time.monotonic() < deadline:
             time.sleep(0.05)

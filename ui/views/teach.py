@@ -9,6 +9,7 @@ import streamlit as st
 from tasks.core.settings import get_settings
 from tasks.data.captures import check_learner, delete_learner, learner_dir, read_bursts, save_burst
 from ui.app_settings import get_ui_settings
+from ui.personalize_job import job_for
 from ui.practice import HANDSHAPES
 from ui.shared_model import (
     LEARNER_KEY,
@@ -19,15 +20,7 @@ from ui.shared_model import (
     refresh_models,
     use_personal,
 )
-from ui.teach import (
-    BurstCollector,
-    TeachTap,
-    burst_counts,
-    job_for,
-    letter_order,
-    personalize_available,
-    shot_preview,
-)
+from ui.teach import BurstCollector, TeachTap, burst_counts, letter_order, shot_preview
 from ui.video import FrameProcessor, page_processor
 from ui.webcam import webcam
 
@@ -149,6 +142,10 @@ def board() -> None:
 
 def captures() -> None:
     """Delete every capture of this learner, after a confirmation."""
+    if job_for(learner).state == "running":
+        # The running fine-tune reads these files; stop it first.
+        st.button("Delete all my captures", disabled=True, help="Stop Personalize first.")
+        return
     if not state.get("teach_confirm"):
         if st.button("Delete all my captures", disabled=not root.exists()):
             state.teach_confirm = True
@@ -170,10 +167,6 @@ def captures() -> None:
 def personalize() -> None:
     """Fine-tune a model on the saved bursts in the background; then use it."""
     st.markdown("### Personalize")
-    if not personalize_available():
-        st.button("Personalize", disabled=True)
-        st.caption("The personalize flow (`flows/personalize.py`) is not in this checkout yet.")
-        return
     job = job_for(learner)
     splits = {burst.split for burst in read_bursts(root)}
     ready = splits == {"train", "valid"}
@@ -186,10 +179,16 @@ def personalize() -> None:
         st.rerun()  # a whole-page rerun: the section below then polls the job
     if job.state == "running":
         minutes, secs = divmod(int(time.time() - job.started), 60)
-        st.info(f"Training your model… {minutes}:{secs:02d} (you can keep using the app)")
+        if job.stopping:
+            st.warning(f"Stopping… {minutes}:{secs:02d}")
+        else:
+            st.info(f"Training your model… {minutes}:{secs:02d} (you can keep using the app)")
+            st.button("Stop", on_click=job.cancel, key="teach_stop")
         st.code("\n".join(job.lines) or "starting…", language=None)
     elif job.state == "failed":
         st.error(f"Personalizing failed: {job.error}")
+    elif job.state == "cancelled":
+        st.info("Personalizing stopped; the model in use did not change.")
     elif job.state == "done" and state.get("teach_applied") != job.finished:
         # Once per finished run: switch this session to the new model and reload the app.
         state.teach_applied = job.finished
@@ -198,6 +197,9 @@ def personalize() -> None:
         st.rerun(scope="app")
     elif job.state == "done" and job.outcome:
         before, after = job.outcome.get("before", {}), job.outcome.get("after", {})
+        if job.outcome.get("reused"):
+            st.info("Nothing new since your model was trained: it is in use, none retrained. "
+                    "Teach more bursts, then personalize again.")  # fmt: skip
         st.success(
             f"Your model {job.alias} is in use: your held-out bursts top-1 "
             f"{before.get('learner', 0):.2f} → {after.get('learner', 0):.2f}, "
@@ -211,5 +213,5 @@ polling = collector.view().state in ("waiting", "capturing")
 with panel:
     st.fragment(run_every=REFRESH_SECONDS if polling else None)(board)()
     captures()
-    job_running = personalize_available() and job_for(learner).state == "running"
+    job_running = job_for(learner).state == "running"
     st.fragment(run_every=2.0 if job_running else None)(personalize)()
