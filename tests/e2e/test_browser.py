@@ -39,6 +39,7 @@ from chromium import (
     y4m_frame,
 )
 from chromium import write_y4m as write_clip
+from selenium.common.exceptions import TimeoutException
 from support.servers import free_port, start_app, stop, wait_http
 
 from tasks.core.records import LETTERS, Box
@@ -293,3 +294,53 @@ def test_teach_page_saves_a_burst_of_the_asked_letter(
         assert int(class_id) == LETTERS.index("A")
         values = [float(v) for v in xywh]
         assert any(np.allclose(values, box, atol=1e-3) for box in found), (values, found)
+
+
+@pytest.mark.skipif(not have_chromium(), reason="chromium/chromedriver not installed")
+def test_live_page_recognizes_with_the_learners_own_model(
+    app: tuple[str, Path, Path],
+    clip: tuple[Path, list[np.ndarray]],
+    mlflow_server: str,
+    smoke_weights: Path,
+    smoke_onnx: Path,
+    tmp_path: Path,
+):
+    """A learner's model under ``personal-me`` (what the personalize flow registers): picked in
+    the sidebar, the live page reads the letters that model finds, not the champion's."""
+    from support.model_store import register_model
+
+    from tasks.inference.export import export_onnx
+
+    # The smoke weights at another input size: a model whose letters differ from the champion's.
+    own_onnx = export_onnx(smoke_weights, 256, tmp_path / "own")
+    register_model(
+        mlflow_server, smoke_weights, own_onnx, experiment="browser", imgsz=256,
+        alias="personal-me",
+    )  # fmt: skip
+    url, record, _ = app
+    earlier = set(record.iterdir()) if record.exists() else set()
+    driver = start_chromium(clip[0])
+    try:
+        # The app caches registry lookups for 15 s: reload until it sees the new alias.
+        deadline = time.monotonic() + 90
+        while True:
+            driver.get(url)
+            try:
+                click_button(driver, "Use my model (personal-me)", timeout=10)
+                break
+            except TimeoutException:
+                if time.monotonic() > deadline:
+                    raise
+        wait_for_text(driver, "your own model (personal-me, v2)", timeout=60)
+        click_start(driver, timeout=60)
+        wait_for_recording(record, earlier, 5, timeout=90)
+        stats = wait_for_frames(driver, FRAMES, timeout=150)
+    finally:
+        driver.quit()
+
+    files = recorded(record, stats.frames)
+    received = [cv2.imread(str(path)) for path in files]
+    own = [top_letter(Recognizer.load(str(own_onnx)), frame) for frame in received]
+    champion = [top_letter(Recognizer.load(str(smoke_onnx)), frame) for frame in received]
+    assert own != champion, "the two models agree on every frame: the test could not tell"
+    assert stats.seen == dict(Counter(x for x in own if x)), "page vs the learner's model"
