@@ -50,7 +50,8 @@ def main() -> None:
     bursts = make_signer(dataset, learner_dir(settings.home, LEARNER), args.bursts, seed=args.seed)
     started = time.monotonic()
     outcome = personalize_flow(
-        PersonalizeParams(learner=LEARNER, minutes=args.minutes, source=str(dataset))
+        # reuse=False: a rerun with the same seed must train, not find the last run's model.
+        PersonalizeParams(learner=LEARNER, minutes=args.minutes, source=str(dataset), reuse=False)
     )
     seconds = time.monotonic() - started
     error = {

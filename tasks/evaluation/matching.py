@@ -3,14 +3,15 @@
 The 26-class detector is scored by ultralytics' validator, but a two-stage model (hand
 detector + crop classifier) is not one network the validator can run. This module scores any
 model the recognizer loads: it matches each image's detections to its labelled boxes at the
-COCO IoU thresholds and hands the matches to ultralytics' ``ap_per_class``, so AP, precision
-and recall mean exactly what they mean for the validator.
+COCO IoU thresholds with the validator's own IoU and matching, and hands the matches to
+ultralytics' ``ap_per_class``, so AP, precision and recall mean what they mean for the validator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -34,39 +35,39 @@ class BoxMetrics:
     ap_class_index: np.ndarray
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), xyxy."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (bottom_right - top_left).clip(0).prod(2)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
-
-
 def match(
-    pred_boxes: np.ndarray, pred_cls: np.ndarray, true_boxes: np.ndarray, true_cls: np.ndarray
+    pred_boxes: np.ndarray,
+    pred_cls: np.ndarray,
+    pred_conf: np.ndarray,
+    true_boxes: np.ndarray,
+    true_cls: np.ndarray,
 ) -> np.ndarray:
-    """(N, 10) true-positive flags: each labelled box is claimed by at most one prediction.
-
-    At each IoU threshold, same-class pairs above it are taken in order of decreasing IoU,
-    and a prediction or a labelled box already taken is skipped.
+    """(N, 10) true-positive flags at the COCO IoU thresholds, as ultralytics' validator sets
+    them: its own IoU (``box_iou``) and its own matching (``match_predictions``: predictions in
+    order of decreasing confidence, each claiming the best labelled box of its class that is
+    still free at each threshold).
     """
+    import torch
+    from ultralytics.engine.validator import BaseValidator
+    from ultralytics.utils.metrics import box_iou
+
     correct = np.zeros((len(pred_boxes), len(IOU_THRESHOLDS)), bool)
     if len(pred_boxes) == 0 or len(true_boxes) == 0:
         return correct
-    iou = iou_matrix(true_boxes, pred_boxes) * (true_cls[:, None] == pred_cls[None, :])
-    for t, threshold in enumerate(IOU_THRESHOLDS):
-        truth, pred = np.nonzero(iou >= threshold)
-        order = np.argsort(-iou[truth, pred], kind="stable")
-        taken_truth: set[int] = set()
-        taken_pred: set[int] = set()
-        for i in order.tolist():
-            if truth[i] in taken_truth or pred[i] in taken_pred:
-                continue
-            taken_truth.add(int(truth[i]))
-            taken_pred.add(int(pred[i]))
-            correct[pred[i], t] = True
+    order = np.argsort(-np.asarray(pred_conf), kind="stable")
+    iou = box_iou(
+        torch.as_tensor(true_boxes, dtype=torch.float32),
+        torch.as_tensor(pred_boxes[order], dtype=torch.float32),
+    )
+    # The method reads only ``self.iouv``; a validator instance would create a run folder.
+    thresholds = SimpleNamespace(iouv=torch.as_tensor(IOU_THRESHOLDS, dtype=torch.float32))
+    flags = BaseValidator.match_predictions(
+        thresholds,  # type: ignore[arg-type]
+        torch.as_tensor(pred_cls[order]),
+        torch.as_tensor(true_cls),
+        iou,
+    )
+    correct[order] = flags.numpy()
     return correct
 
 
@@ -100,8 +101,9 @@ def recognizer_metrics(
         found = recognizer.recognize(image, conf=conf, max_det=max_det).detections
         boxes = np.asarray([(d.box.x1, d.box.y1, d.box.x2, d.box.y2) for d in found], np.float32)
         classes = np.asarray([d.class_id for d in found], np.int64)
-        flags.append(match(boxes.reshape(-1, 4), classes, true_boxes, true_cls))
-        confidences.append(np.asarray([d.confidence for d in found], np.float32))
+        scores = np.asarray([d.confidence for d in found], np.float32)
+        flags.append(match(boxes.reshape(-1, 4), classes, scores, true_boxes, true_cls))
+        confidences.append(scores)
         predicted.append(classes)
         targets.append(true_cls)
         top = found[0] if found else None

@@ -10,26 +10,34 @@ import pytest
 
 from tasks.core.records import Box, Detection
 from tasks.data.yolo_format import label_path, read_boxes_xyxy
-from tasks.evaluation.matching import iou_matrix, match, recognizer_metrics
+from tasks.evaluation.matching import match, recognizer_metrics
 from tasks.inference.recognizer import Recognition
-
-
-def test_iou_of_known_boxes():
-    a = np.array([[0, 0, 10, 10]], np.float32)
-    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
-    assert iou_matrix(a, b)[0] == pytest.approx([1.0, 50 / 150, 0.0])
 
 
 def test_match_respects_class_threshold_and_one_claim_per_box():
     truth = np.array([[0, 0, 10, 10]], np.float32)
     preds = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [1, 0, 10, 10]], np.float32)
-    flags = match(preds, np.array([3, 3, 4]), truth, np.array([3]))
+    flags = match(preds, np.array([3, 3, 4]), np.array([0.9, 0.8, 0.7]), truth, np.array([3]))
     assert flags[0].all(), "exact box, right class: a hit at every IoU threshold"
     assert not flags[1].any(), "the labelled box is already claimed"
     assert not flags[2].any(), "wrong class never matches"
     shifted = np.array([[2, 0, 12, 10]], np.float32)  # IoU 8/12 = 0.667
-    hits = match(shifted, np.array([3]), truth, np.array([3]))[0]
+    hits = match(shifted, np.array([3]), np.array([0.5]), truth, np.array([3]))[0]
     assert hits.tolist() == [True, True, True, True, False, False, False, False, False, False]
+
+
+def test_the_more_confident_prediction_claims_first_as_in_the_validator():
+    """A confident loose box and a less confident tight one on one hand: the confident one
+    claims it where it can (IoU 0.6 and below), the tight one at the stricter thresholds; the
+    order of the arrays does not matter."""
+    truth = np.array([[0, 0, 10, 10]], np.float32)
+    tight, loose = [0, 0, 10, 9.5], [0, 0, 10, 6]  # IoU 0.95 and 0.6
+    flags = match(
+        np.array([tight, loose], np.float32), np.array([3, 3]), np.array([0.4, 0.9]),
+        truth, np.array([3]),
+    )  # fmt: skip
+    assert flags[1].tolist() == [True] * 3 + [False] * 7
+    assert flags[0].tolist() == [False] * 3 + [True] * 7
 
 
 class _Oracle:
