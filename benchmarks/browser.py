@@ -43,8 +43,8 @@ from chromium import (  # noqa: E402
     start_stream,
     write_y4m,
 )
-from servers import BIN, free_port, start_app, start_server, stop, wait_http  # noqa: E402
 from support.model_store import register_model  # noqa: E402
+from support.servers import BIN, free_port, start_app, start_server, stop, wait_http  # noqa: E402
 
 GOALS = {1: 25.0, 4: 15.0}
 
@@ -91,9 +91,16 @@ def cpu_seconds(pid: int, children_only: bool = False) -> float:
 
 
 def measure(
-    url: str, clip: Path, sessions: int, seconds: float, app_pid: int
+    url: str,
+    clip: Path,
+    sessions: int,
+    seconds: float,
+    app_pid: int,
+    screenshot: Path | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Open ``sessions`` tabs streaming the clip; sample each page's readout for ``seconds``.
+
+    ``screenshot``: save the first tab's page there at the end of the window.
 
     Returns:
         One row per session, and the cores the app and the browser used over the window
@@ -145,6 +152,10 @@ def measure(
                     "latency_p95_ms": statistics.median(s[1] for s in samples),
                 }
             )
+        if screenshot is not None:
+            driver.switch_to.window(tabs[0])
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(screenshot))
         processed = sum(row["fps"] for row in rows)
         cpu["app_cpu_ms_per_frame"] = cpu["app_cores"] * 1e3 / processed if processed else 0.0
         return rows, cpu
@@ -203,6 +214,11 @@ def main() -> None:
         action="store_true",
         help="serve benchmarks/ceiling_page.py: the same video path, nothing recognized",
     )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        help="save the one-session page here (the README's picture: docs/images/live.png)",
+    )
     args = parser.parse_args()
     dataset = dataset_path()
 
@@ -228,8 +244,9 @@ def main() -> None:
             for n in (1, 4):
                 print(f"{n} session(s): starting", flush=True)
                 results[n], cpu[n] = measure(
-                    f"http://127.0.0.1:{port}/", clip, n, args.seconds, app.pid
-                )
+                    f"http://127.0.0.1:{port}/", clip, n, args.seconds, app.pid,
+                    args.screenshot if n == 1 else None,
+                )  # fmt: skip
                 print(f"  FPS per session: {[round(r['fps'], 1) for r in results[n]]}", flush=True)
                 print(
                     f"  cores used: app {cpu[n]['app_cores']:.2f}, browser "

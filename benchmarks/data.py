@@ -9,6 +9,7 @@ the same process.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from _common import dataset_path, print_table, write_results
 
 def main() -> None:
     """Measure and print the data stage timings."""
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     source = dataset_path()
     home = Path(tempfile.mkdtemp(prefix="fingerspell-bench-data-"))
     os.environ["FINGERSPELL_HOME"] = str(home)
