@@ -216,3 +216,14 @@ def two_stage_model(subset_dataset: Path, tmp_path_factory: pytest.TempPathFacto
     detector = export_onnx(hands.best, 160, root / "hand-export")
     classifier = export_onnx(letters.best, 64, root / "cls-export")
     return assemble(detector, classifier, letters.best, root / "model", pad=stage2.pad)
+
+
+# Session fixtures that train a model: a test that uses one (directly or through another
+# fixture) is slow by the marker's own definition, so `make test-fast` leaves it out.
+TRAINED_FIXTURES = frozenset({"smoke_weights", "smoke_onnx", "two_stage_model", "trained_weights"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

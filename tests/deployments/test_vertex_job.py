@@ -49,6 +49,8 @@ WORKER_SECRETS = {
 }
 SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|CREDENTIAL", re.IGNORECASE)
 
+pytestmark = pytest.mark.slow  # Prefect's temporary API server starts for the module
+
 
 def _create_pools() -> ModuleType:
     path = REPO / "deployments" / "create_pools.py"

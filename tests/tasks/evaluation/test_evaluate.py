@@ -21,7 +21,7 @@ IMGSZ = 320
 
 
 @pytest.fixture(scope="module")
-def weights(
+def trained_weights(
     request: pytest.FixtureRequest, subset_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """The shared smoke model when conftest offers one, else a 2-epoch model trained here."""
@@ -55,10 +55,12 @@ def weights(
 
 
 @pytest.fixture(scope="module")
-def test_report(weights: Path, subset_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+def test_report(
+    trained_weights: Path, subset_dataset: Path, tmp_path_factory: pytest.TempPathFactory
+):
     """The report on the subset's test split (one image per letter, no E and no L)."""
     out = tmp_path_factory.mktemp("eval-test")
-    return evaluate(weights, subset_dataset / "data.yaml", "test", out, imgsz=IMGSZ)
+    return evaluate(trained_weights, subset_dataset / "data.yaml", "test", out, imgsz=IMGSZ)
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +123,11 @@ def test_metrics_are_fractions_and_mlflow_dict_is_finite(test_report: EvalReport
 
 
 def test_top1_matches_hand_computation(
-    test_report: EvalReport, weights: Path, subset_dataset: Path
+    test_report: EvalReport, trained_weights: Path, subset_dataset: Path
 ) -> None:
     from ultralytics import YOLO
 
-    model = YOLO(str(weights))
+    model = YOLO(str(trained_weights))
     images = sorted((subset_dataset / "test" / "images").iterdir())
     right = 0
     confusion = np.zeros((27, 27), dtype=int)
@@ -144,7 +146,7 @@ def test_top1_matches_hand_computation(
 
 
 def test_top1_with_known_predictions_ignores_absent_letters(
-    weights: Path,
+    trained_weights: Path,
     sparse_dataset: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -162,7 +164,7 @@ def test_top1_with_known_predictions_ignores_absent_letters(
         return [fake(i, truth) for i, truth in enumerate(truths)]
 
     monkeypatch.setattr(evaluation, "_top_letters", fake_top_letters)
-    report = evaluate(weights, sparse_dataset / "data.yaml", "valid", tmp_path, imgsz=IMGSZ)
+    report = evaluate(trained_weights, sparse_dataset / "data.yaml", "valid", tmp_path, imgsz=IMGSZ)
 
     assert report.split == "valid" and report.n_images == len(images) == 12
     assert report.absent_letters == tuple(letter for letter in LETTERS if letter not in "ABCD")
@@ -208,7 +210,7 @@ def test_unloadable_weights_raise_naming_the_file(subset_dataset: Path, tmp_path
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
-def test_empty_split_raises_naming_the_folder(weights: Path, tmp_path: Path) -> None:
+def test_empty_split_raises_naming_the_folder(trained_weights: Path, tmp_path: Path) -> None:
     root = tmp_path / "empty"
     (root / "test" / "images").mkdir(parents=True)
     (root / "data.yaml").write_text(
@@ -223,10 +225,10 @@ def test_empty_split_raises_naming_the_folder(weights: Path, tmp_path: Path) -> 
         )
     )
     with pytest.raises(EvaluationError, match=re.escape(str(root / "test" / "images"))):
-        evaluate(weights, root / "data.yaml", "test", tmp_path / "out")
+        evaluate(trained_weights, root / "data.yaml", "test", tmp_path / "out")
     (root / "data.yaml").write_text(yaml.safe_dump({"test": "test/images"}))
     with pytest.raises(EvaluationError, match="'val'"):
-        evaluate(weights, root / "data.yaml", "valid", tmp_path / "out")
+        evaluate(trained_weights, root / "data.yaml", "valid", tmp_path / "out")
 
 
 def test_absent_letter_rows_cannot_carry_metrics() -> None:
