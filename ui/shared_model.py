@@ -14,7 +14,13 @@ import streamlit as st
 from tasks.core.redact import redact
 from tasks.core.settings import get_settings
 from tasks.inference.recognizer import Recognizer
-from tasks.registry.models import CHAMPION, MODEL_NAME, PERSONAL_PREFIX, personal_alias
+from tasks.registry.models import (
+    CHAMPION,
+    MODEL_NAME,
+    PERSONAL_PREFIX,
+    get_version,
+    personal_alias,
+)
 from tasks.registry.tracking import client_for
 from ui.app_settings import get_ui_settings
 from ui.model_info import ModelDetails, ModelUnavailable, check_tracking, resolve
@@ -56,13 +62,9 @@ def _details(tracking_uri: str, version: str | None) -> ModelDetails:
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _alias_version(tracking_uri: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
     check_tracking(tracking_uri)
-    try:
-        return str(client_for(tracking_uri).get_model_version_by_alias(MODEL_NAME, alias).version)
-    except MlflowException:
-        return None
+    version = get_version(alias, MODEL_NAME, tracking_uri)
+    return version.version if version else None
 
 
 def refresh_models() -> None:

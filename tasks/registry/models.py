@@ -176,12 +176,23 @@ def _version(mv: Any, name: str) -> ModelVersion:
     )
 
 
-def get_version(alias: str, name: str = MODEL_NAME) -> ModelVersion | None:
-    """The version holding ``alias``, or None when no version has it."""
+def get_version(
+    alias: str, name: str = MODEL_NAME, tracking_uri: str | None = None
+) -> ModelVersion | None:
+    """The version holding ``alias``, or None when no version has it.
+
+    Args:
+        alias: The alias (``champion``, ``personal-<learner>``).
+        name: The registered model.
+        tracking_uri: The store to ask; default mlflow's process-wide one.
+
+    Raises:
+        MlflowException: Anything but "no such alias or model" (a server that is down).
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
