@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -117,4 +116,3 @@ def test_stop_ends_the_child_and_its_workers(learner: str, monkeypatch: pytest.M
     wait_for(job, "cancelled", seconds=10)
     assert gone(int(child)) and gone(int(worker)), "child or worker left running"
     assert time.monotonic() - started < 8
-    assert os.getpgid(0) != int(child), "the child had its own process group"
