@@ -187,6 +187,10 @@ def personalize() -> None:
         st.code("\n".join(job.lines) or "starting…", language=None)
     elif job.state == "failed":
         st.error(f"Personalizing failed: {job.error}")
+    elif job.state == "cancelled" and state.get("teach_stopped") != job.finished:
+        # Once per stopped run: a whole-page rerun frees the delete button and stops polling.
+        state.teach_stopped = job.finished
+        st.rerun(scope="app")
     elif job.state == "cancelled":
         st.info("Personalizing stopped; the model in use did not change.")
     elif job.state == "done" and state.get("teach_applied") != job.finished:
