@@ -229,8 +229,9 @@ def received_scores(session: Path, smoke_onnx: Path, threshold: float) -> str:
     """Why no burst started: the best and second-best confidence in the last frames received."""
     recognizer = Recognizer.load(str(smoke_onnx))
     files = sorted(session.glob("*.png"))
-    last = [hand_scores(recognizer, cv2.imread(str(path))) for path in files[-10:]]
-    shapes = {cv2.imread(str(path)).shape[:2] for path in files[-10:]}
+    frames = [cv2.imread(str(path)) for path in files[-10:]]
+    last = [hand_scores(recognizer, frame) for frame in frames]
+    shapes = {frame.shape[:2] for frame in frames}
     return (
         f"no frame with one hand at threshold {threshold:.4f}: {len(files)} frames received "
         f"(sizes {shapes}); last best/second: {[(round(a, 4), round(b, 4)) for a, b in last]}"
@@ -341,7 +342,8 @@ def test_live_page_recognizes_with_the_learners_own_model(
 
     files = recorded(record, stats.frames)
     received = [cv2.imread(str(path)) for path in files]
-    own = [top_letter(Recognizer.load(str(own_onnx)), frame) for frame in received]
-    champion = [top_letter(Recognizer.load(str(smoke_onnx)), frame) for frame in received]
+    own_model, champion_model = Recognizer.load(str(own_onnx)), Recognizer.load(str(smoke_onnx))
+    own = [top_letter(own_model, frame) for frame in received]
+    champion = [top_letter(champion_model, frame) for frame in received]
     assert own != champion, "the two models agree on every frame: the test could not tell"
     assert stats.seen == dict(Counter(x for x in own if x)), "page vs the learner's model"
