@@ -165,27 +165,49 @@ def wait_for_text(driver: WebDriver, text: str, timeout: float) -> str:
 def wait_for_button(driver: WebDriver, prefix: str, timeout: float) -> str:
     """Wait for a Streamlit button whose label starts with ``prefix``; returns its label.
 
-    Streamlit draws a rerun's elements one by one, so a text above a button can show first.
+    Streamlit draws a rerun's elements one by one, so a text above a button can show first, and
+    a rerun replaces buttons while we look at them: the labels are read in one script call, so a
+    button swapped between finding and reading cannot go stale under us.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for button in driver.find_elements("tag name", "button"):
-            if button.text.startswith(prefix):
-                return button.text
+        labels = driver.execute_script(
+            r"return Array.from(document.querySelectorAll('button'),"
+            r" b => b.innerText.replace(/\s+/g, ' ').trim());"
+        )
+        for label in labels:
+            if label.startswith(prefix):
+                return label
         time.sleep(0.5)
     raise TimeoutError(f"no button starting {prefix!r} on the page after {timeout}s")
 
 
 def click_button(driver: WebDriver, label: str, timeout: float = 30) -> None:
-    """Click the Streamlit button labelled ``label`` (outside the webcam iframe)."""
+    """Click the Streamlit button labelled ``label`` (outside the webcam iframe).
+
+    A rerun can replace the button between finding and clicking it; then it is found again.
+    """
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    button = WebDriverWait(driver, timeout).until(
-        ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space()='{label}']"))
-    )
-    button.click()
+    deadline = time.monotonic() + timeout
+    locator = (By.XPATH, f"//button[normalize-space()='{label}']")
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            wait = WebDriverWait(driver, max(left, 0.1))
+            button = wait.until(ec.element_to_be_clickable(locator))
+            button.click()
+            return
+        except (StaleElementReferenceException, ElementClickInterceptedException):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.3)
 
 
 def wait_for_frames(driver: WebDriver, frames: int, timeout: float) -> PageStats:
