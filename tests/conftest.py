@@ -227,3 +227,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop Prefect's temporary API servers while pytest's output is still open.
+
+    Prefect stops them at interpreter exit and logs that through a handler bound to the
+    captured stdout, which pytest has closed by then ("I/O operation on closed file").
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(getattr(SubprocessASGIServer, "_instances", {}).values()):
+        server.stop()
