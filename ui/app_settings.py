@@ -83,6 +83,13 @@ class UiSettings(BaseSettings):
         description="Default threshold for finding the hand on Teach (a slider there); lower "
         "than Live's, since the letter may be misread: only the hand must be found.",
     )
+    personalize_minutes: float = Field(
+        default=4.0,
+        gt=0.0,
+        le=60.0,
+        description="Minutes per stage for Personalize's fine-tune (detector and classifier "
+        "train side by side): 4 fits the 10-minute goal on 2 CPU cores.",
+    )
     learner: str = Field(
         default="me",
         pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",

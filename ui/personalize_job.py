@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tasks.registry.models import personal_alias
+from ui.app_settings import get_ui_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 JobState = Literal["idle", "running", "done", "failed", "cancelled"]
@@ -29,7 +30,7 @@ STOP_GRACE_SECONDS = 15.0  # after SIGINT, before SIGKILL: time for Prefect to m
 _CHILD = """
 import sys
 from flows.personalize import PersonalizeParams, personalize_flow
-outcome = personalize_flow(PersonalizeParams(learner=sys.argv[1]))
+outcome = personalize_flow(PersonalizeParams(learner=sys.argv[1], minutes=float(sys.argv[2])))
 print("PERSONALIZED " + outcome.model_dump_json(), flush=True)
 """
 Launcher = Callable[[str, Callable[[str], None], threading.Event], dict[str, Any]]
@@ -58,7 +59,7 @@ def launch_flow(
         RuntimeError: The child failed; the message is its last lines of output.
     """
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, learner],
+        [sys.executable, "-c", _CHILD, learner, str(get_ui_settings().personalize_minutes)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -140,9 +140,11 @@ def app(
     smoke_weights: Path,
     smoke_onnx: Path,
     teach_clip: tuple[Path, np.ndarray, float],
+    subset_dataset: Path,
     tmp_path_factory,
 ):
-    """The app on 127.0.0.1 reading a smoke champion from the real MLflow server."""
+    """The app on 127.0.0.1 reading a smoke champion from the real MLflow server; its
+    Personalize runs the real flow for a few seconds per stage on the test subset."""
     from support.model_store import register_model
 
     register_model(mlflow_server, smoke_weights, smoke_onnx, experiment="browser")
@@ -155,6 +157,8 @@ def app(
         "FINGERSPELL_UI_RECORD_DIR": str(record),
         "FINGERSPELL_UI_TEACH_HAND_CONFIDENCE": str(teach_clip[2]),
         "FINGERSPELL_UI_TEACH_FRAMES": str(TEACH_FRAMES),
+        "FINGERSPELL_UI_PERSONALIZE_MINUTES": "0.25",
+        "FINGERSPELL_DATASET": str(subset_dataset),  # Personalize's base data
         "HOME": str(root),  # model download cache and ~/.streamlit stay in the test's folder
     }
     process = start_app(port, log, env)
@@ -347,3 +351,79 @@ def test_live_page_recognizes_with_the_learners_own_model(
     champion = [top_letter(champion_model, frame) for frame in received]
     assert own != champion, "the two models agree on every frame: the test could not tell"
     assert stats.seen == dict(Counter(x for x in own if x)), "page vs the learner's model"
+
+
+def set_learner(driver, name: str) -> None:
+    """Type ``name`` into the Teach page's name field and commit it (Enter)."""
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element("css selector", "input[aria-label='Your name']")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(name, Keys.ENTER)
+    assert field.get_attribute("value") == name
+
+
+def open_page(driver, title: str) -> None:
+    """Follow the sidebar link to the page titled ``title`` (the session, and so the model it
+    uses, carries over; loading the URL would start a new session)."""
+    clicked = driver.execute_script(
+        "const links = Array.from(document.querySelectorAll('[data-testid=stSidebarNav] a'));"
+        "const link = links.find(a => a.innerText.trim().endsWith(arguments[0]));"
+        "if (link) { link.click(); } return Boolean(link);",
+        title,
+    )
+    assert clicked, f"no sidebar link to {title!r}"
+
+
+@pytest.mark.skipif(not have_chromium(), reason="chromium/chromedriver not installed")
+def test_teach_then_personalize_then_live_in_one_session(
+    app: tuple[str, Path, Path],
+    teach_clip: tuple[Path, np.ndarray, float],
+    smoke_onnx: Path,
+    mlflow_server: str,
+):
+    """The whole loop as a learner runs it: two bursts of A (the second is held out), the
+    Personalize button runs the real flow (seconds per stage), its model is registered under
+    ``personal-chain`` with the champion left where it was, and the Live page then uses it.
+
+    Last in this module: it adds a registered version, and the test above counts versions."""
+    from mlflow import MlflowClient
+
+    from tasks.registry.models import MODEL_NAME
+
+    url, record, home = app
+    clip_path, _, threshold = teach_clip
+    client = MlflowClient(mlflow_server)
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion").version
+    earlier = set(record.iterdir()) if record.exists() else set()
+    driver = start_chromium(clip_path)
+    try:
+        driver.get(url + "teach")
+        wait_for_text(driver, "Sign A", timeout=90)
+        set_learner(driver, "chain")
+        time.sleep(2)  # the rerun that commits the name
+        click_start(driver, timeout=60)
+        session = wait_for_recording(record, earlier, WARM_UP_FRAMES, timeout=90)
+        for split in ("train", "valid"):
+            click_button(driver, "Capture a burst")
+            try:
+                save = wait_for_button(driver, "Save ", timeout=90)
+            except TimeoutError as error:
+                raise AssertionError(received_scores(session, smoke_onnx, threshold)) from error
+            click_button(driver, save)
+            wait_for_text(driver, f"of A ({split})", timeout=60)
+            wait_for_text(driver, "Sign B", timeout=30)
+            click_button(driver, "Previous letter")
+            wait_for_text(driver, "Sign A", timeout=30)
+        click_button(driver, "Personalize")
+        body = wait_for_text(driver, "is in use: your held-out bursts", timeout=420)
+        assert "Your model personal-chain is in use" in body, body[-2000:]
+        mine = client.get_model_version_by_alias(MODEL_NAME, "personal-chain").version
+        open_page(driver, "Live")
+        wait_for_text(driver, f"your own model (personal-chain, v{mine})", timeout=60)
+    finally:
+        driver.quit()
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == champion
+    assert int(mine) > int(champion)
+    bursts = read_bursts(learner_dir(home, "chain"))
+    assert [(b.letter, b.split) for b in bursts] == [("A", "train"), ("A", "valid")]

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import ui.personalize_job
+from ui.app_settings import get_ui_settings
 from ui.personalize_job import Cancelled, PersonalizeJob, launch_flow
 
 
@@ -76,11 +77,17 @@ def test_a_running_job_starts_once_and_stops_when_asked():
 
 
 def test_launch_flow_reads_the_child_output_and_outcome(monkeypatch: pytest.MonkeyPatch):
-    child = 'import sys; print("epoch 1", sys.argv[1]); print(\'PERSONALIZED {"alias": "a"}\')'
+    """The child gets the learner and the app's fine-tune minutes; its outcome line is parsed."""
+    child = 'import sys; print("epoch 1", *sys.argv[1:]); print(\'PERSONALIZED {"alias": "a"}\')'
     monkeypatch.setattr(ui.personalize_job, "_CHILD", child)
+    monkeypatch.setenv("FINGERSPELL_UI_PERSONALIZE_MINUTES", "0.5")
+    get_ui_settings.cache_clear()
     lines: list[str] = []
-    assert launch_flow("ann", lines.append, threading.Event()) == {"alias": "a"}
-    assert lines == ["epoch 1 ann"]
+    try:
+        assert launch_flow("ann", lines.append, threading.Event()) == {"alias": "a"}
+    finally:
+        get_ui_settings.cache_clear()
+    assert lines == ["epoch 1 ann 0.5"]
 
 
 def test_launch_flow_raises_the_child_last_lines_on_failure(monkeypatch: pytest.MonkeyPatch):

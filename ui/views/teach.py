@@ -93,11 +93,16 @@ def save(letter: str) -> None:
         state.teach_message = ("error", f"Could not save the burst: {error}")
         return
     state.teach_message = ("success", f"Saved {burst.frames} frames of {letter} ({burst.split}).")
+    # Save is a button of the board fragment, which alone reruns after it; the sections
+    # outside it (Personalize, delete) depend on the saved bursts too.
+    state.teach_rerun_app = True
     step(1)
 
 
 def board() -> None:
     """The asked letter, the burst as it fills, then its frames to keep or delete."""
+    if state.pop("teach_rerun_app", False):
+        st.rerun(scope="app")
     letter = order[state.teach_index % len(order)]
     view = collector.view()
     st.markdown(f"## Sign **{letter}**")
