@@ -11,6 +11,8 @@ every frame its callback receives (``FINGERSPELL_UI_RECORD_DIR``). Two things ar
 The teach page gets a clip of one image of A held still: a burst captured there is saved as A
 (class 0) with the box the recognizer finds in the frames. A learner's model registered under
 ``personal-me`` and picked in the sidebar is the one whose letters the live page then reports.
+And the whole loop in one browser session: two bursts taught, Personalize runs the real flow
+(seconds per stage), and the Live page uses the model it registered.
 
 Why not compare with the clean images directly: a smoke model's top letter is a near tie
 between classes, and VP8 at a low start-up bitrate flips it for most images (measured: even
