@@ -71,6 +71,30 @@ def fingerprint(url: str) -> str:
     return digest.hexdigest()
 
 
+def inside(target: Path, root: str, entry: str, url: str) -> Path:
+    """Where a listed remote ``entry`` under ``root`` lands in ``target``, never outside it.
+
+    A listing is the remote side's word: an HTTP index or an object key may hold ``..``,
+    an absolute part or a backslash, and copying it as named would write anywhere on this
+    machine. Every entry must name a plain path below ``root``.
+
+    Raises:
+        AcquireError: Naming the entry, when it would land outside ``target``.
+    """
+    try:
+        parts = PurePosixPath(entry).relative_to(root).parts
+    except ValueError:
+        parts = ()
+    unsafe = not parts or any(p in ("", ".", "..") or "\\" in p for p in parts)
+    local = target.joinpath(*parts)
+    if unsafe or not local.resolve().is_relative_to(target.resolve()):
+        raise AcquireError(
+            f"dataset source {redact(url)} lists {redact(entry)!r}, which is not a plain path "
+            f"inside {redact(root)}: refusing to copy anything from it"
+        )
+    return local
+
+
 def fetch(url: str, target: Path) -> Path:
     """Copy the folder or ``.zip`` that ``url`` names into ``target``.
 
@@ -99,7 +123,7 @@ def fetch(url: str, target: Path) -> Path:
             raise AcquireError(
                 f"dataset source {redact(url)} is neither a .zip nor a non-empty folder"
             )
-        locals_ = [target.joinpath(*PurePosixPath(f).relative_to(root).parts) for f in files]
+        locals_ = [inside(target, root, f, url) for f in files]
         for local in locals_:
             local.parent.mkdir(parents=True, exist_ok=True)
         # One call with lists: async filesystems (gcsfs) copy the files concurrently.

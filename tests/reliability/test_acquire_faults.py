@@ -206,3 +206,34 @@ def test_broken_zip_bytes_are_a_clear_error(tmp_path: Path) -> None:
         acquire(str(archive), datasets_dir)
     message = _assert_one_line_and_nothing_left(raised.value, datasets_dir)
     assert message.startswith(f"{archive} is not a valid zip file")
+
+
+@pytest.mark.parametrize(
+    "entry", ["a/../../../../escaped.txt", "train/../../../../escaped.txt", "..\\..\\escaped.txt"]
+)
+def test_remote_listing_entry_outside_the_folder_is_refused(
+    dataset: Path, tmp_path: Path, entry: str
+) -> None:
+    """A remote folder (an HTTP index, an S3/GCS key) that lists ``..`` writes nowhere.
+
+    fsspec's memory filesystem keeps the key as listed, exactly as an object store does: the
+    whole acquisition must fail naming the entry, and no file may appear outside staging.
+    """
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    root = f"/fingerspell-slip-{tmp_path.name}"
+    for path in sorted(p for p in dataset.rglob("*") if p.is_file()):
+        fs.pipe_file(f"{root}/{path.relative_to(dataset).as_posix()}", path.read_bytes())
+    fs.pipe_file(f"{root}/{entry}", b"owned")
+    datasets_dir = tmp_path / "home" / "deep" / "datasets"
+    try:
+        assert any(".." in name for name in fs.find(root)), "the listing keeps the entry as is"
+        with pytest.raises(AcquireError) as raised:
+            acquire(f"memory://{root}", datasets_dir)
+    finally:
+        fs.rm(root, recursive=True)
+    message = _assert_one_line_and_nothing_left(raised.value, datasets_dir)
+    assert "escaped.txt" in message and "not a plain path inside" in message
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert not list(tmp_path.rglob("*escaped.txt"))
