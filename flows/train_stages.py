@@ -27,6 +27,7 @@ from tasks.inference.bundle import assemble, bundle_artifacts
 from tasks.inference.export import export_onnx
 from tasks.training.classifier import ClassifierConfig, train_classifier
 from tasks.training.detector import TrainConfig, TrainResult, resolve_device, train
+from tasks.training.landmark_stage import LandmarkStage, train_landmark_stage
 from tasks.training.weights import StartingWeights
 
 
@@ -88,6 +89,40 @@ def evaluate_task(
     create_markdown_artifact(key=f"evaluation-{split}", markdown=report.to_markdown())
     create_table_artifact(key=f"per-letter-{split}", table=report.per_letter_rows())
     return report
+
+
+def landmark_stage(
+    client: MlflowClient,
+    experiment_id: str,
+    dataset: DatasetRef,
+    config: TrainConfig,
+    pixels: Path,
+    runs_dir: Path,
+    parent_run_id: str | None,
+    tags: dict[str, str],
+) -> LandmarkStage | None:
+    """The landmark classifier and the fusion rule, under a ``train-landmarks`` run."""
+    assert config.landmarks is not None and config.classifier is not None
+    stage2, settings = config.classifier, get_settings()
+    with mlflow_runs.run(client, experiment_id, "train-landmarks", parent_run_id, tags) as run:
+        mlflow_runs.log_params(
+            client, run, mlflow_runs.flatten("landmarks", config.landmarks.model_dump(mode="json"))
+        )
+        stage = train_landmark_stage(
+            dataset.data_yaml, dataset.id, dataset.names, pixels, stage2.pad, stage2.mirror,
+            config.landmarks, runs_dir / "landmarks", runs_dir, settings.weights_dir,
+        )  # fmt: skip
+        if stage is None:
+            mlflow_runs.set_tag(client, run, "landmarks", "unavailable: pixels alone")
+            return None
+        for key, value in stage.metrics.items():
+            client.log_metric(run, key, value)
+        mlflow_runs.log_json(client, run, "fusion.json", {
+            "rule": stage.rule.model_dump(mode="json"), "candidates": stage.rows,
+        })  # fmt: skip
+        mlflow_runs.set_tag(client, run, "landmarks.started_from", stage.started_from.describe())
+        create_table_artifact(key="fusion-choice", table=stage.rows)
+    return stage
 
 
 @dataclass
@@ -191,6 +226,14 @@ def train_stages(
                 member_onnx.append(
                     export_onnx(trained.best, member.imgsz, trained.run_dir / "export")
                 )
+            fused = None
+            if config.landmarks is not None:
+                fused = landmark_stage(
+                    client, experiment_id, dataset, config, cls_onnx, runs_dir, parent_run_id,
+                    tags,
+                )  # fmt: skip
+                if fused is not None:
+                    started_from["landmarks"] = fused.started_from
             two_stage = model = assemble(
                 onnx,
                 cls_onnx,
@@ -199,6 +242,8 @@ def train_stages(
                 pad=stage2.pad,
                 mirror=stage2.mirror,
                 extra_classifiers=member_onnx,
+                landmarks=(fused.classifier, fused.task, fused.rule) if fused else None,
+                fusion_figures=fused.metrics if fused else None,
             )
             extra = bundle_artifacts(two_stage)
     return Trained(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.core.records import LETTERS
 from tasks.core.settings import QUIET_ENV
 
 # Before any test module imports ultralytics/albumentations/mlflow: offline and quiet.
@@ -218,9 +219,54 @@ def two_stage_model(subset_dataset: Path, tmp_path_factory: pytest.TempPathFacto
     return assemble(detector, classifier, letters.best, root / "model", pad=stage2.pad)
 
 
+@pytest.fixture(scope="session")
+def landmarker_task(shared_weights: Path) -> Path:
+    """MediaPipe's ``hand_landmarker.task`` from the shared weights (stands in for a download)."""
+    task = shared_weights / "hand_landmarker.task"
+    if not task.is_file():
+        message = f"no hand_landmarker.task in {shared_weights}: set FINGERSPELL_WEIGHTS_DIR"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return task
+
+
+@pytest.fixture(scope="session")
+def fused_model(
+    two_stage_model: Path,
+    subset_dataset: Path,
+    landmarker_task: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """``two_stage_model`` with a landmark classifier and a fusion rule: a fused model folder.
+
+    The landmark stage runs as the training flow runs it (landmarks of the subset, a short
+    training, the rule chosen on the subset's valid), in seconds.
+    """
+    from tasks.inference.bundle import assemble, crop_settings
+    from tasks.training.landmark_config import LandmarkConfig
+    from tasks.training.landmark_stage import train_landmark_stage
+
+    root = tmp_path_factory.mktemp("fused")
+    pad, mirror = crop_settings(two_stage_model)
+    stage = train_landmark_stage(
+        subset_dataset / "data.yaml", "subset", LETTERS, two_stage_model / "classifier.onnx",
+        pad, mirror, LandmarkConfig(epochs=30), root / "landmarks", root / "runs",
+        landmarker_task.parent,
+    )  # fmt: skip
+    assert stage is not None
+    return assemble(
+        two_stage_model / "model.onnx", two_stage_model / "classifier.onnx", None,
+        root / "model", pad=pad, mirror=mirror,
+        landmarks=(stage.classifier, stage.task, stage.rule),
+    )  # fmt: skip
+
+
 # Session fixtures that train a model: a test that uses one (directly or through another
 # fixture) is slow by the marker's own definition, so `make test-fast` leaves it out.
-TRAINED_FIXTURES = frozenset({"smoke_weights", "smoke_onnx", "two_stage_model", "trained_weights"})
+TRAINED_FIXTURES = frozenset(
+    {"smoke_weights", "smoke_onnx", "two_stage_model", "fused_model", "trained_weights"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

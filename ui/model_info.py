@@ -211,3 +211,18 @@ def confusion_png(client: Any, evaluate_run_id: str | None, split: str) -> bytes
 
 def _when(millis: int | None) -> datetime | None:
     return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
+
+
+def fusion_rows(folder: Path) -> list[dict[str, Any]]:
+    """Pixel, landmark and fused top-1 of a fused model folder (its ``metadata.json``)."""
+    meta_path = folder / "metadata.json"
+    if not meta_path.is_file():
+        return []
+    figures = json.loads(meta_path.read_text()).get("fusion_figures", {})
+    rows = []
+    for reading in ("pixel", "landmark", "fused"):
+        valid = figures.get(f"box_valid_top1_{reading}")
+        shifted = figures.get(f"shifted_valid_top1_{reading}")
+        if valid is not None and shifted is not None:
+            rows.append({"reading": reading, "valid": valid, "shifted valid": shifted})
+    return rows

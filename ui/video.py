@@ -73,6 +73,7 @@ class FrameProcessor:
         self.on_top = on_top
         self.record_dir = record_dir / uuid.uuid4().hex[:12] if record_dir else None
         self.background = background
+        self.show_landmarks = True  # a page's toggle: draw the hand's landmarks on each frame
         self.video = FrameStats()  # background mode: every frame returned, recognized or not
         self._count = itertools.count()
         self._in_flight = threading.Lock()  # held while this session's frame is recognized
@@ -135,7 +136,7 @@ class FrameProcessor:
     def _annotate(
         self, image: np.ndarray, detections: tuple[Detection, ...], start: float
     ) -> np.ndarray:
-        annotated = draw_detections(image, detections)
+        annotated = draw_detections(image, detections, self.show_landmarks)
         done = time.perf_counter()
         if self.background:  # returned frames differ from recognized ones only here
             self.video.record(done, (done - start) * 1e3, None, 0.0)

@@ -61,6 +61,9 @@ class Detection(Record):
     class_id: int
     confidence: float
     box: Box
+    landmarks: tuple[tuple[float, float], ...] | None = Field(
+        default=None, description="The hand's 21 landmarks (x, y) in image pixels, if read."
+    )
 
 
 class ModelVersion(Record):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tasks.core.files import build_dir
 from tasks.inference.crop_classifier import CLASSIFIER_ONNX
+from tasks.inference.fusion import LANDMARK_ONNX, FusionRule
+from tasks.inference.landmarks import TASK_FILE
 
 CLASSIFIER_WEIGHTS = "classifier.pt"
 
@@ -22,6 +24,8 @@ def assemble(
     detector_int8: Path | None = None,
     mirror: bool = False,
     extra_classifiers: Sequence[Path] = (),
+    landmarks: tuple[Path, Path, FusionRule] | None = None,
+    fusion_figures: dict[str, float] | None = None,
 ) -> Path:
     """Write ``target`` holding the hand detector and the letter classifier side by side.
 
@@ -37,6 +41,12 @@ def assemble(
             ``metadata.json``; see :class:`tasks.inference.crop_classifier.CropClassifier`).
         extra_classifiers: More letter classifiers' exports (``classifier-1.onnx``, …) whose
             probabilities are averaged with the first one's (an ensemble).
+        landmarks: The landmark letter classifier (``landmarks.onnx``), MediaPipe's
+            ``hand_landmarker.task`` and the fusion rule, for a fused model; the folder then
+            holds everything it reads with (``metadata.json`` keeps the rule and the task's
+            sha256).
+        fusion_figures: How each reading (pixel, landmark, fused) did on valid and on the
+            shifted valid when the rule was chosen (shown on the app's Model page).
 
     Returns:
         ``target``.
@@ -53,7 +63,14 @@ def assemble(
             shutil.copyfile(extra, staged / members[-1])
         if classifier_weights is not None:
             shutil.copyfile(classifier_weights, staged / CLASSIFIER_WEIGHTS)
-        (staged / "metadata.json").write_text(json.dumps(two_stage_metadata(pad, mirror, members)))
+        meta = two_stage_metadata(pad, mirror, members)
+        if landmarks is not None:
+            classifier, task, rule = landmarks
+            shutil.copyfile(classifier, staged / LANDMARK_ONNX)
+            shutil.copyfile(task, staged / TASK_FILE)
+            meta["fusion"] = rule.model_dump(mode="json")
+            meta["fusion_figures"] = dict(fusion_figures or {})
+        (staged / "metadata.json").write_text(json.dumps(meta))
     return target
 
 
@@ -92,4 +109,7 @@ def bundle_artifacts(folder: Path) -> dict[str, Path]:
     }
     for path in extra_classifiers(folder):
         artifacts[path.stem.replace("-", "_")] = path
+    if (folder / LANDMARK_ONNX).is_file():
+        artifacts["landmarks"] = folder / LANDMARK_ONNX
+        artifacts["hand_landmarker"] = folder / TASK_FILE
     return artifacts

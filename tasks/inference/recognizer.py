@@ -27,6 +27,7 @@ from tasks.inference.backends import (
     torch_backend,
 )
 from tasks.inference.crop_classifier import LETTERS_PER_HAND, CropClassifier
+from tasks.inference.fusion import CANDIDATES, FusedReader, load_rule
 from tasks.inference.model_cache import download
 from tasks.inference.runtime import MAX_THREADS, open_session  # noqa: F401  (MAX_THREADS re-exported)
 from tasks.inference.yolo_decode import (  # noqa: F401  (re-exported: the recognizer's public helpers)
@@ -49,6 +50,7 @@ class ModelSource(Record):
     path: Path
     format: Format
     classifier: Path | None = None
+    landmarks: Path | None = None
 
 
 class Recognition(Record):
@@ -86,12 +88,14 @@ class Recognizer:
         names: tuple[str, ...],
         source: ModelSource,
         classifier: CropClassifier | None = None,
+        fused: FusedReader | None = None,
     ) -> None:
         self._infer = infer
         self.input_size = input_size
         self.names = classifier.names if classifier else names
         self.source = source
         self.classifier = classifier
+        self.fused = fused
         self._scratch = threading.local()
 
     @property
@@ -140,8 +144,11 @@ class Recognizer:
             local = download(uri, cache_dir or Path.home() / ".cache" / "fingerspell" / "models")
         path, fmt, meta = pick_model_file(local, prefer)
         classifier = classifier_beside(path, meta)
+        fused = None
         if classifier is not None:
             meta = {**meta, "names": ["hand"]}  # the detector finds hands; letters come after
+            if (rule := load_rule(meta)) is not None:
+                fused = FusedReader.open(path.parent, classifier, rule)
         if fmt == "pt":
             if prefer != "pt":
                 log.info("no ONNX export found, using PyTorch weights %s", path)
@@ -149,12 +156,18 @@ class Recognizer:
         else:
             infer, size, names, fmt = onnx_backend(path, meta, threads, spin)
         source = ModelSource(
-            uri=uri, path=path, format=fmt, classifier=classifier.path if classifier else None
+            uri=uri,
+            path=path,
+            format=fmt,
+            classifier=classifier.path if classifier else None,
+            landmarks=fused.landmarks.path if fused else None,
         )
         log.info("loaded %s model %s (input %sx%s)", fmt, path, *size)
         if classifier is not None:
             log.info("with letter classifier %s (%s px crops)", classifier.path, classifier.size)
-        return cls(infer, size, names, source, classifier)
+        if fused is not None:
+            log.info("fused with landmark classifier %s (%s)", fused.landmarks.path, fused.rule)
+        return cls(infer, size, names, source, classifier, fused)
 
     def recognize(
         self,
@@ -186,10 +199,13 @@ class Recognizer:
             detections = decode(output, placement, self.names, conf, iou, max_det, agnostic)
             decoded = done = time.perf_counter()
         else:
-            hands = decode(output, placement, ("hand",), conf, iou, max_det, agnostic=True)
+            # A fused model checks a few boxes for a hand even when one letter is asked for.
+            boxes = max(max_det, CANDIDATES) if self.fused else max_det
+            hands = decode(output, placement, ("hand",), conf, iou, boxes, agnostic=True)
             decoded = time.perf_counter()
             per_hand = 1 if agnostic else LETTERS_PER_HAND
-            detections = self.classifier.letters(image, hands, conf, max_det, per_hand)
+            reader = self.fused or self.classifier
+            detections = reader.letters(image, hands, conf, max_det, per_hand)
             done = time.perf_counter()
         timing = {
             "preprocess": (prepared - start) * 1e3,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tasks.data.yolo_format import count_split_images
 from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
+from tasks.training.landmark_config import LandmarkConfig
 from tasks.training.resume import Recording, TrainResult, claim, finish_run, resumed_model
 from tasks.training.ultralytics_hooks import MlflowLogger, clean_metrics, quiet_ultralytics
 from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
@@ -82,6 +83,12 @@ class TrainConfig(BaseModel):
         description="More letter classifiers, trained once the detector is done (on the core "
         "it frees); the recognizer averages their letter probabilities with the first one's.",
     )
+    landmarks: LandmarkConfig | None = Field(
+        default=None,
+        description="Two-stage recipe: also read each hand's 21 landmarks (MediaPipe) and fuse "
+        "a landmark letter classifier with the crop classifier; a box with no hand in it "
+        "is not read.",
+    )
     augment_copies: int | None = Field(
         default=None,
         ge=0,
@@ -95,6 +102,8 @@ class TrainConfig(BaseModel):
     def _one_crop_for_every_member(self) -> TrainConfig:
         if self.extra_classifiers and self.classifier is None:
             raise ValueError("extra_classifiers need a classifier (a two-stage recipe)")
+        if self.landmarks and self.classifier is None:
+            raise ValueError("landmarks need a classifier (a two-stage recipe)")
         for extra in self.extra_classifiers:
             # One crop per hand feeds every member, so they must be cut alike.
             if self.classifier and (extra.pad, extra.mirror) != (

@@ -8,6 +8,7 @@ from typing import Any
 
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.detector import TrainConfig
+from tasks.training.landmark_config import LandmarkConfig
 
 # Pretrained: the YOLOv5u family. Online, ultralytics downloads ``yolov5nu.pt`` (COCO); an offline
 # machine keeps its stand-in (the same backbone and neck) in FINGERSPELL_WEIGHTS_DIR.
@@ -44,6 +45,9 @@ _CPU = TrainConfig(
     optimizer="AdamW",
     overrides={"lr0": 0.002},
     classifier=_CPU_CLASSIFIER,
+    # Hand landmarks beside the pixels, for people the dataset never showed (issue 27;
+    # benchmarks/TRIALS.md, session 15). About a minute on 2 cores, after the detector.
+    landmarks=LandmarkConfig(),
     # Measured on the export as it is (Roboflow augmented its train split ×3 already).
     augment_copies=0,
 )
@@ -198,5 +202,13 @@ def personal(meta: Mapping[str, Any], artifacts: Path, minutes: float | None) ->
         if minutes is not None:
             changes |= {"classifier.time_hours": minutes / 60, "classifier.epochs": 1000}
     return with_changes(
-        recipe.model_copy(update={"extra_classifiers": (), "classifier": stage2}), changes
+        # The landmark classifier is refit on base data plus the learner's captures (seconds).
+        recipe.model_copy(
+            update={
+                "extra_classifiers": (),
+                "classifier": stage2,
+                "landmarks": recipe.landmarks if stage2 is not None else None,
+            }
+        ),
+        changes,
     )

@@ -28,6 +28,7 @@ from tasks.inference.recognizer import Recognizer
 from tasks.registry.models import CHAMPION, MODEL_NAME
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.detector import TrainConfig
+from tasks.training.landmark_config import LandmarkConfig
 from tasks.training.profiles import PRETRAINED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -52,6 +53,8 @@ def outcome(env: dict, subset_dataset: Path, shared_weights: Path) -> TrainOutco
                 model="yolo11n-cls.yaml", imgsz=64, epochs=1, batch=16, workers=0, seed=1
             ),
         ),
+        # hand_landmarker.task comes from the shared weights folder, as on an offline machine.
+        landmarks=LandmarkConfig(epochs=20),
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FINGERSPELL_WEIGHTS_DIR", str(shared_weights))
@@ -92,6 +95,11 @@ def test_mlflow_two_stage_records_the_weights_each_stage_started_from(
     metadata = json.loads(next(folder.rglob("metadata.json")).read_text())
     assert metadata["started_from"]["detector"]["sha256"] == sha
     assert metadata["started_from"]["classifier"]["origin"] == "weights_dir"
+    task_sha = hashlib.sha256((shared_weights / "hand_landmarker.task").read_bytes()).hexdigest()
+    assert metadata["started_from"]["landmarks"]["sha256"] == task_sha
+    assert metadata["started_from"]["landmarks"]["origin"] == "weights_dir"
+    assert metadata["fusion"]["task_sha256"] == task_sha
+    assert version.tags["started_from.landmarks"].startswith("hand_landmarker.task (sha256")
 
 
 def test_mlflow_two_stage_runs_are_siblings_and_the_classifier_logs_from_its_process(
@@ -102,6 +110,7 @@ def test_mlflow_two_stage_runs_are_siblings_and_the_classifier_logs_from_its_pro
     by_name = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert sorted(by_name) == [
         "data", "evaluate", "pipeline-smoke", "train", "train-classifier", "train-classifier-1",
+        "train-landmarks",
     ]  # fmt: skip
     parent = by_name["pipeline-smoke"].info.run_id
     letters = by_name["train-classifier"]
@@ -115,6 +124,16 @@ def test_mlflow_two_stage_runs_are_siblings_and_the_classifier_logs_from_its_pro
     assert member.data.tags["mlflow.parentRunId"] == parent and member.info.status == "FINISHED"
     assert member.data.params["classifier.seed"] == "1"
     assert len(client.get_metric_history(member.info.run_id, "train/loss")) == 1
+    landmarks = by_name["train-landmarks"]
+    assert landmarks.data.tags["mlflow.parentRunId"] == parent
+    assert landmarks.data.params["landmarks.epochs"] == "20"
+    figures = landmarks.data.metrics
+    # The boxes where no hand was found are counted, not dropped silently.
+    assert figures["landmark_valid_missing"] >= 0 and 0 < figures["landmark_valid_found"] <= 1
+    for reading in ("pixel", "landmark", "fused"):
+        assert 0.0 <= figures[f"box_valid_top1_{reading}"] <= 1.0
+        assert 0.0 <= figures[f"shifted_valid_top1_{reading}"] <= 1.0
+    assert 0.0 <= figures["fusion_landmark_weight"] <= 1.0
     evaluate = by_name["evaluate"].data.metrics
     for key in (
         "test_top1",
@@ -135,9 +154,11 @@ def test_mlflow_two_stage_champion_loads_as_one_recognizer(outcome: TrainOutcome
     files = {p.name for p in folder.rglob("*") if p.is_file()}
     assert {"model.onnx", "classifier.onnx", "classifier.pt", "best.pt", "metadata.json"} <= files
     assert "classifier-1.onnx" in files, "the ensemble's second member ships with the model"
+    assert {"landmarks.onnx", "hand_landmarker.task"} <= files, "a model folder is self-contained"
     recognizer = Recognizer.load(f"models:/{MODEL_NAME}@{CHAMPION}", cache_dir=tmp_path / "c")
     assert recognizer.classifier is not None and recognizer.names == LETTERS
     assert [p.name for p in recognizer.classifier.paths] == ["classifier.onnx", "classifier-1.onnx"]
+    assert recognizer.fused is not None, "the champion reads pixels and landmarks, fused"
 
 
 def test_mlflow_two_stage_pyfunc_predicts_letters(outcome: TrainOutcome, subset_dataset: Path):

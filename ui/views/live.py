@@ -33,8 +33,16 @@ with panel:
         "Confidence threshold", 0.0, 1.0, settings.min_confidence, 0.01, key="live_conf"
     )
     hold_seconds = st.slider("Hold time (s)", 0.0, 3.0, settings.hold_seconds, 0.1, key="live_hold")
+    show_landmarks = st.toggle(
+        "Draw the hand's landmarks",
+        value=True,
+        key="live_landmarks",
+        disabled=recognizer.fused is None,
+        help="The 21 points the model read on your hand (models with hand landmarks only).",
+    )
 speller.configure(hold_seconds, min_confidence)
 processor.recognizer, processor.min_confidence = recognizer, min_confidence
+processor.show_landmarks = show_landmarks
 processor.on_top = speller.observe
 
 with video:

@@ -16,6 +16,7 @@ from ui.model_info import (
     VersionSummary,
     check_tracking,
     confusion_png,
+    fusion_rows,
     list_versions,
     per_letter,
 )
@@ -123,6 +124,18 @@ if rows:
     st.dataframe(table.style.format("{:.3f}", na_rep="–"))
 else:
     st.info("This version has no recorded metrics.")
+
+if recognizer.fused is not None:
+    figures = fusion_rows(recognizer.source.path.parent)
+    rule = recognizer.fused.rule
+    st.markdown(
+        f"**Pixels, landmarks, fused** (top-1 on valid's labelled hand boxes, and on the same "
+        f"boxes shifted toward a webcam: smaller, softer, other light). The fused reading "
+        f"weighs landmarks {rule.landmark_weight:.1f}, chosen as the best worst case of the two "
+        f"(test is never used to choose); a box with no hand in it is not read."
+    )
+    if figures:
+        st.dataframe(pd.DataFrame(figures).set_index("reading").style.format("{:.3f}"))
 
 split = st.radio("Split", ["test", "valid"], horizontal=True, key="model_split")
 letters, confusion = _evaluation(uri, details.evaluate_run_id, split)

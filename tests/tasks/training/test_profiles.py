@@ -28,3 +28,15 @@ def test_a_one_stage_champion_keeps_its_profiles_epochs_without_a_budget(tmp_pat
     recipe = personal({"profile": "smoke", "imgsz": 160}, tmp_path, minutes=None)
     assert recipe.classifier is None and recipe.epochs == get_profile("smoke").epochs
     assert recipe.weights == str(tmp_path / "best.pt")
+
+
+def test_a_personal_recipe_refits_landmarks_only_beside_a_classifier(tmp_path: Path):
+    """A two-stage champion's landmark classifier is refit on base + captures; a champion
+    without a classifier file gets no landmark stage (it would have no pixels to fuse)."""
+    (tmp_path / "best.pt").touch()
+    one_stage = personal({"profile": "demo", "imgsz": 256}, tmp_path, minutes=4)
+    assert one_stage.classifier is None and one_stage.landmarks is None
+
+    (tmp_path / "classifier.pt").touch()
+    two_stage = personal({"profile": "demo", "imgsz": 256}, tmp_path, minutes=4)
+    assert two_stage.landmarks == get_profile("demo").landmarks is not None

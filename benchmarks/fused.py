@@ -1,0 +1,166 @@
+"""Pixels alone against pixels + landmarks: accuracy on valid and a simulated signer, and cost.
+
+The same model folder is read twice: as it is (fused) and with its fusion rule removed
+(the crop classifier alone, the model as it was before landmarks). Both are scored with the
+project's own evaluation on valid (the choosing split; test is left to the training flow's
+report) and on a simulated new signer (``simulated_signer.py``: train photos' hands recoloured,
+shrunk and pasted into generated rooms, 640×480 frames). Cost: the fused recognizer per
+640×480 frame as the app calls it, next to the sum of its bare parts run on the same frames
+with their own runtimes (onnxruntime for the detector, the crop classifier and the landmark
+classifier; LiteRT for the landmark network), one hand each.
+
+    .venv/bin/python benchmarks/fused.py --home .fingerspell          # the champion
+    .venv/bin/python benchmarks/fused.py --model path/to/model/folder
+
+Prints both tables and writes ``benchmarks/results/fused.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import dataset_path, print_table, write_results  # noqa: E402
+from simulated_signer import make_signer  # noqa: E402
+
+from tasks.evaluation.evaluate import evaluate  # noqa: E402
+from tasks.inference.recognizer import Recognizer  # noqa: E402
+
+
+def model_folder(args: argparse.Namespace, work: Path) -> Path:
+    """The model's local folder: ``--model``, or the champion downloaded from ``--home``."""
+    if args.model is not None and Path(args.model).is_dir():
+        return Path(args.model)
+    import os
+
+    os.environ["FINGERSPELL_HOME"] = str(args.home.resolve())
+    from tasks.core.settings import get_settings
+    from tasks.inference.model_cache import download
+
+    uri = args.model or "models:/asl-detector@champion"
+    import mlflow
+
+    mlflow.set_tracking_uri(get_settings().tracking_uri)
+    return download(uri, work / "cache")
+
+
+def pixel_twin(folder: Path, target: Path) -> Path:
+    """A copy of a fused model folder without its fusion rule: the crop classifier alone."""
+    copy = Path(shutil.copytree(folder, target))
+    for meta_path in copy.rglob("metadata.json"):
+        meta = json.loads(meta_path.read_text())
+        meta.pop("fusion", None)
+        meta_path.write_text(json.dumps(meta))
+    return copy
+
+
+def accuracy(folders: dict[str, Path], sets: dict[str, tuple[Path, list[str]]], work: Path) -> dict:
+    """Top-1 (with its 95% interval) of each model on each set, through ``evaluate``."""
+    table: dict[str, dict[str, Any]] = {}
+    for name, folder in folders.items():
+        for label, (data_yaml, splits) in sets.items():
+            right = total = 0
+            for split in splits:
+                report = evaluate(folder, data_yaml, split, work / "eval" / name / label / split)
+                images = report.image_correct
+                right, total = right + sum(images.values()), total + len(images)
+            table.setdefault(name, {})[label] = {"top1": right / max(total, 1), "images": total}
+    return table
+
+
+def cost(folder: Path, frames: list[Any], rounds: int) -> dict[str, float]:
+    """Median ms per frame of the fused recognizer and of its bare parts (one hand each)."""
+    import numpy as np
+
+    from tasks.inference.crop_classifier import square_crop
+    from tasks.inference.landmarks import features, square_patch
+    from tasks.inference.runtime import open_session
+
+    fused = Recognizer.load(str(folder))
+    assert fused.fused is not None, f"{folder} is not a fused model"
+    base = fused.source.path.parent
+    detector = open_session(fused.source.path)
+    crop_cls = open_session(base / "classifier.onnx", threads=1)
+    landmark_cls = open_session(base / "landmarks.onnx", threads=1)
+    interpreter = fused.fused.reader._interpreter
+    detail = interpreter.get_input_details()[0]["index"]
+    size, crop_size = fused.input_size, fused.classifier.size  # type: ignore[union-attr]
+    mirror = 2 if fused.classifier.mirror else 1  # type: ignore[union-attr]
+    times: dict[str, list[float]] = {"fused": [], "bare_sum": []}
+    checked = []
+    for _ in range(rounds):
+        for frame in frames:
+            start = time.perf_counter()
+            found = fused.recognize(frame, conf=0.25, max_det=1, agnostic=True)
+            times["fused"].append((time.perf_counter() - start) * 1e3)
+            checked.append(len(found.detections))
+            box = (200.0, 120.0, 360.0, 320.0)
+            tensor = np.zeros((1, 3, *size), np.float32)
+            crop = square_crop(frame, box, 0.2, crop_size)
+            crop_tensor = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], np.float32) / 255
+            patch = square_patch(frame, box)[0].astype(np.float32)[None] / 255
+            vector = features(np.random.default_rng(0).normal(size=(21, 3)), 0.9)[None]
+            start = time.perf_counter()
+            detector.run(None, {detector.get_inputs()[0].name: tensor})
+            for _ in range(mirror):
+                crop_cls.run(None, {crop_cls.get_inputs()[0].name: crop_tensor})
+            interpreter.set_tensor(detail, patch)
+            interpreter.invoke()
+            landmark_cls.run(None, {landmark_cls.get_inputs()[0].name: vector})
+            times["bare_sum"].append((time.perf_counter() - start) * 1e3)
+    out = {f"{k}_median_ms": statistics.median(v) for k, v in times.items()}
+    out["ratio"] = out["fused_median_ms"] / out["bare_sum_median_ms"]
+    out["frames"] = len(frames) * rounds
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a model folder or MLflow URI (default: the champion)")
+    parser.add_argument("--home", type=Path, default=Path(".fingerspell"), help="data home")
+    parser.add_argument("--bursts", type=int, default=3, help="simulated bursts per letter")
+    parser.add_argument("--frames", type=int, default=4, help="frames per burst")
+    parser.add_argument("--rounds", type=int, default=2, help="timing rounds over the frames")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    dataset = dataset_path()
+    with tempfile.TemporaryDirectory(prefix="fingerspell-fused-") as tmp:
+        work = Path(tmp)
+        folder = model_folder(args, work)
+        folders = {"pixels": pixel_twin(folder, work / "pixels"), "fused": folder}
+        signer = work / "signer"
+        make_signer(dataset, signer, args.bursts, args.frames, seed=args.seed)
+        sets = {
+            "valid": (dataset / "data.yaml", ["valid"]),
+            "simulated signer": (signer / "data.yaml", ["train", "valid"]),
+        }
+        table = accuracy(folders, sets, work)
+        import cv2
+
+        frames = [cv2.imread(str(p)) for p in sorted(signer.rglob("images/*.jpg"))[:60]]
+        timing = cost(folder, frames, args.rounds)
+    rows = [
+        [name, *(f"{cell['top1']:.3f} ({cell['images']})" for cell in by_set.values())]
+        for name, by_set in table.items()
+    ]
+    print_table(["model", *sets], rows)
+    print_table(
+        ["fused ms/frame", "bare parts ms", "ratio", "frames"],
+        [[timing["fused_median_ms"], timing["bare_sum_median_ms"], timing["ratio"],
+          timing["frames"]]],
+    )  # fmt: skip
+    path = write_results("fused", {"accuracy": table, "cost": timing, "args": vars(args)})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Fusion: calibration, the fused mean, and a fused model that reads hands and never faces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tasks.core.records import Box, Detection
+from tasks.data.yolo_format import label_path, list_images, read_boxes_xyxy
+from tasks.inference.fusion import FusionRule, calibrated, fuse
+from tasks.inference.landmarks import LandmarkError
+from tasks.inference.recognizer import Recognizer
+
+
+def test_calibration_keeps_the_order_and_sharpens_or_softens() -> None:
+    probs = np.array([0.6, 0.3, 0.1])
+    sharp, soft = calibrated(probs, 0.5), calibrated(probs, 2.0)
+    assert np.isclose(sharp.sum(), 1) and np.isclose(soft.sum(), 1)
+    assert list(np.argsort(sharp)) == list(np.argsort(probs)) == list(np.argsort(soft))
+    assert sharp[0] > probs[0] > soft[0]
+    assert np.allclose(calibrated(probs, 1.0), probs)
+
+
+def test_fuse_weighs_the_calibrated_sides_and_falls_back_to_pixels() -> None:
+    pixel, landmark = np.array([0.7, 0.3]), np.array([0.2, 0.8])
+    even = FusionRule(landmark_weight=0.5)
+    assert np.allclose(fuse(pixel, landmark, even), [0.45, 0.55])
+    assert np.allclose(fuse(pixel, landmark, even.model_copy(update={"landmark_weight": 0})), pixel)
+    assert np.allclose(fuse(pixel, None, even), pixel), "no landmarks: pixels alone"
+
+
+def _scene(dataset: Path) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
+    """The astronaut's face (public domain) with a dataset hand pasted beside it."""
+    from skimage import data
+
+    scene = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR).copy()
+    path = list_images(dataset / "valid" / "images")[0]
+    photo = cv2.imread(str(path))
+    boxes, _ = read_boxes_xyxy(label_path(path), photo.shape[1], photo.shape[0])
+    x0, y0, x1, y1 = (int(v) for v in boxes[0])
+    hand = cv2.resize(photo[y0:y1, x0:x1], (150, int(150 * (y1 - y0) / (x1 - x0))))
+    h, w = hand.shape[:2]
+    scene[300 : 300 + h, 340 : 340 + w] = hand[: 512 - 300, : 512 - 340]
+    return scene, (160.0, 20.0, 290.0, 180.0), (340.0, 300.0, 340.0 + w, 300.0 + min(h, 212))
+
+
+def test_a_face_box_is_never_read_and_the_hand_beside_it_is(
+    fused_model: Path, shared_dataset: Path
+) -> None:
+    recognizer = Recognizer.load(str(fused_model))
+    assert recognizer.fused is not None and recognizer.source.landmarks is not None
+    scene, face, hand = _scene(shared_dataset)
+    # The detector's boxes as it might give them at a desk: the face first, then the hand.
+    boxes = (
+        Detection(letter="hand", class_id=0, confidence=0.9, box=Box(x1=face[0], y1=face[1],
+                  x2=face[2], y2=face[3])),
+        Detection(letter="hand", class_id=0, confidence=0.6, box=Box(x1=hand[0], y1=hand[1],
+                  x2=hand[2], y2=hand[3])),
+    )  # fmt: skip
+    read = recognizer.fused.letters(scene, boxes, conf=0.0, max_det=10, per_hand=1)
+    assert len(read) == 1, "only the hand is read"
+    assert read[0].box.x1 == hand[0]
+    assert read[0].landmarks is not None and len(read[0].landmarks) == 21
+
+
+def test_a_fused_model_reads_each_hand_with_its_landmarks(
+    fused_model: Path, shared_dataset: Path
+) -> None:
+    recognizer = Recognizer.load(str(fused_model))
+    path = list_images(shared_dataset / "valid" / "images")[0]
+    result = recognizer.recognize_path(path, conf=0.0, max_det=1)
+    if result.top is not None:  # a model trained for two epochs may find no box
+        assert result.top.landmarks is not None
+    blank = np.zeros((240, 320, 3), np.uint8)
+    assert recognizer.recognize(blank, conf=0.0).detections == (), "no hand, nothing read"
+
+
+@pytest.mark.parametrize("missing", ["landmarks.onnx", "hand_landmarker.task"])
+def test_a_model_folder_missing_a_landmark_file_names_it(
+    fused_model: Path, tmp_path: Path, missing: str
+) -> None:
+    broken = shutil.copytree(fused_model, tmp_path / "model")
+    (broken / missing).unlink()
+    with pytest.raises(LandmarkError, match=f"{broken / missing} is missing"):
+        Recognizer.load(str(broken))
+
+
+def test_a_task_file_of_another_hash_is_refused(fused_model: Path, tmp_path: Path) -> None:
+    broken = shutil.copytree(fused_model, tmp_path / "model")
+    meta = json.loads((broken / "metadata.json").read_text())
+    assert meta["fusion"]["task_sha256"], "the folder records the task file's sha256"
+    with (broken / "hand_landmarker.task").open("ab") as task:
+        task.write(b"tampered")
+    with pytest.raises(LandmarkError, match=f"{broken / 'hand_landmarker.task'} has sha256"):
+        Recognizer.load(str(broken))

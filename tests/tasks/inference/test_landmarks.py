@@ -1,0 +1,115 @@
+"""Hand landmarks: the bundle check, the reader on a real hand and a real face, the features."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tasks.data.yolo_format import label_path, list_images, read_boxes_xyxy
+from tasks.inference.landmarks import (
+    FEATURES,
+    PRESENCE,
+    LandmarkError,
+    LandmarkReader,
+    features,
+    read_task,
+    sha256_of_file,
+    square_patch,
+)
+
+
+@pytest.fixture(scope="module")
+def reader(landmarker_task: Path) -> LandmarkReader:
+    return LandmarkReader(landmarker_task)
+
+
+def _valid_hands(dataset: Path, count: int) -> list[tuple[np.ndarray, tuple[float, ...], int]]:
+    hands = []
+    for path in list_images(dataset / "valid" / "images")[:count]:
+        image = cv2.imread(str(path))
+        boxes, classes = read_boxes_xyxy(label_path(path), image.shape[1], image.shape[0])
+        hands.append((image, tuple(float(v) for v in boxes[0]), int(classes[0])))
+    return hands
+
+
+def test_read_task_names_the_file_when_missing_wrong_or_not_a_bundle(
+    landmarker_task: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(LandmarkError, match=r"nothing\.task is missing"):
+        read_task(tmp_path / "nothing.task")
+    with pytest.raises(LandmarkError, match=f"{landmarker_task} has sha256 .* not the 0+ its"):
+        read_task(landmarker_task, sha256="0" * 64)
+    junk = tmp_path / "junk.task"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(LandmarkError, match=f"{junk} is not a MediaPipe hand landmarker"):
+        read_task(junk)
+    other = tmp_path / "other.task"
+    with zipfile.ZipFile(other, "w") as bundle:
+        bundle.writestr("hand_detector.tflite", b"palm only")
+    with pytest.raises(LandmarkError, match=f"{other} is not a MediaPipe"):
+        read_task(other)
+    assert read_task(landmarker_task, sha256_of_file(landmarker_task))[:8]
+
+
+def test_a_hand_is_found_and_its_points_lie_in_its_box(
+    reader: LandmarkReader, shared_dataset: Path
+) -> None:
+    for image, box, _ in _valid_hands(shared_dataset, 6):
+        hand = reader.read(image, box)
+        assert hand.presence > 0.5
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0)
+        inside = (
+            (hand.points[:, 0] > x0 - 0.2 * side)
+            & (hand.points[:, 0] < x1 + 0.2 * side)
+            & (hand.points[:, 1] > y0 - 0.2 * side)
+            & (hand.points[:, 1] < y1 + 0.2 * side)
+        )
+        assert inside.mean() > 0.9, "landmarks map back to frame pixels"
+
+
+def test_a_real_face_is_not_a_hand(reader: LandmarkReader) -> None:
+    """scikit-image's astronaut (a public-domain NASA portrait): her face reads no hand."""
+    from skimage import data
+
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    face = (160.0, 20.0, 290.0, 180.0)  # x0, y0, x1, y1 around her face
+    assert reader.read(image, face).presence < PRESENCE
+
+
+def test_a_mirrored_hand_gives_the_same_features(
+    reader: LandmarkReader, shared_dataset: Path
+) -> None:
+    """A left hand fingerspells the mirror image of a right one: both read alike."""
+    for image, box, _ in _valid_hands(shared_dataset, 5):
+        width = image.shape[1]
+        mirrored_box = (width - box[2], box[1], width - box[0], box[3])
+        hand, mirrored = reader.read(image, box), reader.read(cv2.flip(image, 1), mirrored_box)
+        assert (hand.right > 0.5) != (mirrored.right > 0.5), "handedness flips with the image"
+        a, b = features(hand.points, hand.right), features(mirrored.points, mirrored.right)
+        assert np.abs(a - b).mean() < 0.05
+
+
+def test_features_ignore_where_and_how_big_the_hand_is() -> None:
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 100, (21, 3)).astype(np.float32)
+    moved = points * 3.5 + np.array([40, -20, 0], np.float32)
+    a, b = features(points, 0.9), features(moved, 0.9)
+    assert a.shape == (FEATURES,) and np.allclose(a, b, atol=1e-5)
+    assert np.allclose(a.reshape(21, 3)[0], 0), "the wrist is the origin"
+    assert np.isclose(np.linalg.norm(a.reshape(21, 3)[:, :2], axis=1).max(), 1.0)
+    left = features(points, 0.1).reshape(21, 3)
+    assert np.allclose(left[:, 0], -a.reshape(21, 3)[:, 0], atol=1e-6), "a left hand is mirrored"
+
+
+def test_a_box_at_the_border_is_padded_not_squashed() -> None:
+    image = np.full((100, 200, 3), 255, np.uint8)
+    patch, left, top, side = square_patch(image, (150.0, 0.0, 200.0, 50.0), pad=0.2)
+    assert patch.shape == (224, 224, 3)
+    assert (left, top, side) == (145.0, -5.0, 60.0)
+    assert patch[-1, -1].tolist() == [0, 0, 0], "outside the frame is black"
+    assert patch[112, 112].tolist() == [255, 255, 255]
