@@ -135,3 +135,22 @@ def test_preview_draws_the_box_on_an_rgb_copy():
 
 def test_burst_counts():
     assert burst_counts(["A", "B", "A"]) == {"A": 2, "B": 1}
+
+
+def test_a_face_in_view_is_never_captured_the_hand_is(fused_model, shared_dataset):
+    """At a desk the detector may take the face for a hand: with a fused model the face
+    neither blocks a burst (two "hands") nor becomes a training label."""
+    from support.scenes import face_and_hand, hand_boxes
+
+    from tasks.inference.recognizer import Recognizer
+
+    recognizer = Recognizer.load(str(fused_model))
+    scene, face, hand = face_and_hand(shared_dataset)
+    read = recognizer.fused.letters(scene, hand_boxes((face, 0.9), (hand, 0.6)), 0.0, 10, 1)
+    collector = BurstCollector(frames=2, seconds=1.0)
+    collector.arm("A")
+    assert collector.offer(scene, read, now=0.0)
+    assert collector.offer(scene, read, now=0.6)
+    shots = collector.shots()
+    assert len(shots) == 2
+    assert all((s.box.x1, s.box.y1) == (hand[0], hand[1]) for s in shots), "the hand's box"

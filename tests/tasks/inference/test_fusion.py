@@ -6,12 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from support.scenes import face_and_hand, hand_boxes
 
-from tasks.core.records import Box, Detection
-from tasks.data.yolo_format import label_path, list_images, read_boxes_xyxy
+from tasks.data.yolo_format import list_images
 from tasks.inference.fusion import FusionRule, calibrated, fuse
 from tasks.inference.landmarks import LandmarkError
 from tasks.inference.recognizer import Recognizer
@@ -34,34 +33,14 @@ def test_fuse_weighs_the_calibrated_sides_and_falls_back_to_pixels() -> None:
     assert np.allclose(fuse(pixel, None, even), pixel), "no landmarks: pixels alone"
 
 
-def _scene(dataset: Path) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
-    """The astronaut's face (public domain) with a dataset hand pasted beside it."""
-    from skimage import data
-
-    scene = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR).copy()
-    path = list_images(dataset / "valid" / "images")[0]
-    photo = cv2.imread(str(path))
-    boxes, _ = read_boxes_xyxy(label_path(path), photo.shape[1], photo.shape[0])
-    x0, y0, x1, y1 = (int(v) for v in boxes[0])
-    hand = cv2.resize(photo[y0:y1, x0:x1], (150, int(150 * (y1 - y0) / (x1 - x0))))
-    h, w = hand.shape[:2]
-    scene[300 : 300 + h, 340 : 340 + w] = hand[: 512 - 300, : 512 - 340]
-    return scene, (160.0, 20.0, 290.0, 180.0), (340.0, 300.0, 340.0 + w, 300.0 + min(h, 212))
-
-
 def test_a_face_box_is_never_read_and_the_hand_beside_it_is(
     fused_model: Path, shared_dataset: Path
 ) -> None:
     recognizer = Recognizer.load(str(fused_model))
     assert recognizer.fused is not None and recognizer.source.landmarks is not None
-    scene, face, hand = _scene(shared_dataset)
+    scene, face, hand = face_and_hand(shared_dataset)
     # The detector's boxes as it might give them at a desk: the face first, then the hand.
-    boxes = (
-        Detection(letter="hand", class_id=0, confidence=0.9, box=Box(x1=face[0], y1=face[1],
-                  x2=face[2], y2=face[3])),
-        Detection(letter="hand", class_id=0, confidence=0.6, box=Box(x1=hand[0], y1=hand[1],
-                  x2=hand[2], y2=hand[3])),
-    )  # fmt: skip
+    boxes = hand_boxes((face, 0.9), (hand, 0.6))
     read = recognizer.fused.letters(scene, boxes, conf=0.0, max_det=10, per_hand=1)
     assert len(read) == 1, "only the hand is read"
     assert read[0].box.x1 == hand[0]
