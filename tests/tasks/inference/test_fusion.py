@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from support.scenes import face_and_hand, hand_boxes
@@ -45,6 +46,22 @@ def test_a_face_box_is_never_read_and_the_hand_beside_it_is(
     assert len(read) == 1, "only the hand is read"
     assert read[0].box.x1 == hand[0]
     assert read[0].landmarks is not None and len(read[0].landmarks) == 21
+
+
+def test_several_hands_are_each_read_on_their_own(fused_model: Path, shared_dataset: Path) -> None:
+    recognizer = Recognizer.load(str(fused_model))
+    assert recognizer.fused is not None
+    scene, _, hand = face_and_hand(shared_dataset)
+    width = hand[2] - hand[0]
+    # The same hand again, mirrored, at the left: a second signing hand.
+    left = (20.0, hand[1], 20.0 + width, hand[3])
+    x0, y0, x1, y1 = (int(v) for v in hand)
+    scene[y0:y1, 20 : 20 + (x1 - x0)] = cv2.flip(scene[y0:y1, x0:x1], 1)
+    read = recognizer.fused.letters(
+        scene, hand_boxes((hand, 0.8), (left, 0.7)), conf=0.0, max_det=10, per_hand=1
+    )
+    assert sorted(d.box.x1 for d in read) == [left[0], hand[0]], "each hand is read once"
+    assert read[0].letter == read[1].letter, "a hand and its mirror image read the same letter"
 
 
 def test_a_fused_model_reads_each_hand_with_its_landmarks(
