@@ -1,4 +1,8 @@
-"""Teach page: capture bursts of your own signs, letter by letter, and personalize a model."""
+"""Teach page: capture bursts of your own signs, letter by letter, and personalize a model.
+
+Every message built from an error or from the personalize child's output goes through
+:func:`tasks.core.redact.redact` (the job's lines and error arrive redacted already).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import time
 
 import streamlit as st
 
+from tasks.core.redact import redact
 from tasks.core.settings import get_settings
 from tasks.data.captures import check_learner, delete_learner, learner_dir, read_bursts, save_burst
 from ui.app_settings import get_ui_settings
@@ -44,7 +49,7 @@ with panel:
     try:
         check_learner(learner)
     except ValueError as error:
-        st.error(str(error))
+        st.error(redact(str(error)))
         st.stop()
     state[LEARNER_KEY] = learner
     with st.expander("Burst settings"):
@@ -90,7 +95,7 @@ def save(letter: str) -> None:
     try:
         burst = save_burst(root, letter, [s.image for s in shots], [s.box for s in shots])
     except (OSError, ValueError) as error:
-        state.teach_message = ("error", f"Could not save the burst: {error}")
+        state.teach_message = ("error", redact(f"Could not save the burst: {error}"))
         return
     state.teach_message = ("success", f"Saved {burst.frames} frames of {letter} ({burst.split}).")
     # Save is a button of the board fragment, which alone reruns after it; the sections
@@ -189,9 +194,12 @@ def personalize() -> None:
         else:
             st.info(f"Training your model… {minutes}:{secs:02d} (you can keep using the app)")
             st.button("Stop", on_click=job.cancel, key="teach_stop")
-        st.code("\n".join(job.lines) or "starting…", language=None)
+        st.code(redact("\n".join(job.lines)) or "starting…", language=None)
     elif job.state == "failed":
-        st.error(f"Personalizing failed: {job.error}")
+        st.error(f"Personalizing failed: {redact(job.error or 'no reason given')}")
+        if job.lines:
+            with st.expander("Its last output"):
+                st.code(redact("\n".join(job.lines)), language=None)
     elif job.state == "cancelled" and state.get("teach_stopped") != job.finished:
         # Once per stopped run: a whole-page rerun frees the delete button and stops polling.
         state.teach_stopped = job.finished
