@@ -1,10 +1,11 @@
 """VALIDATE: check a YOLO dataset file by file and collect every problem, not just the first.
 
-Rules: every image decodes, and declares in its header no more pixels than uploads and serving
-accept (``MAX_PIXELS``: a tiny PNG can declare 30000×30000); images live only directly in ``<split>/images`` (the later stages
-read no sub-folder) and nothing else does; every label line is ``class x y w h`` with an integer
-class in range, a centre inside the image and a non-degenerate size; every label file has its
-image; an image without boxes is a background; the same image bytes in two splits is leakage.
+Rules: every image decodes, and its header declares no more pixels than uploads and serving
+accept (``MAX_PIXELS``: a tiny PNG can declare 30000×30000); images live only directly in
+``<split>/images`` (the later stages read no sub-folder) and nothing else does; every label
+line is ``class x y w h`` with an integer class in range, a centre inside the image and a
+non-degenerate size; every label file has its image; an image without boxes is a background;
+the same image bytes in two splits is leakage.
 """
 
 from __future__ import annotations
