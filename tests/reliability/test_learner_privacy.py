@@ -230,3 +230,32 @@ def test_copies_of_an_older_version_and_cached_personal_models_are_removed(
     assert general_crops.exists() and runs["general"].exists()
     # Cached models go only when asked.
     assert delete_learner(home, "bo").paths == {}
+
+
+def test_the_personal_client_skips_images_by_suffix_or_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever calls it: one file, a whole folder, log_image; a picture under another name."""
+    from flows.personalize import NoImagesClient
+
+    logged: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(
+        MlflowClient, "log_artifact", lambda self, run, path, where=None: logged.append(
+            (Path(path).name, where)
+        ),
+    )  # fmt: skip
+    folder = tmp_path / "run"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "results.csv").write_text("epoch\n1\n")
+    (folder / "train_batch0.jpg").write_bytes(_jpeg(7))
+    (folder / "sub" / "mosaic.bin").write_bytes(_jpeg(8))  # a JPEG by its bytes
+    (folder / "sub" / "chart.PNG").write_bytes(_png_chart())
+    (folder / "sub" / "args.yaml").write_text("plots: false\n")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # no store is written: a cheap one
+    client = NoImagesClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+
+    client.log_artifacts("run-id", str(folder), "training")
+    client.log_artifact("run-id", str(folder / "train_batch0.jpg"))
+    client.log_image("run-id", np.zeros((4, 4, 3), np.uint8), "frame.png")
+
+    assert logged == [("results.csv", "training"), ("args.yaml", "training/sub")]
