@@ -5,12 +5,19 @@ champion's own weights → evaluate before (champion) and after on base valid an
 learner's held-out bursts → register under ``personal-<learner>``. It never moves
 ``champion`` or ``challenger``: a personal model is better for one person, not in general.
 
+A learner's frames stay on this machine: the run logs to MLflow through
+:class:`NoImagesClient`, which logs no image file (ultralytics' mosaics of training images
+are the learner's webcam frames), and every copy it makes (merged dataset, crops, run
+folders) sits under the learner's name, where ``delete_learner`` finds it.
+
 ``python -m flows.personalize --learner ann --minutes 4``
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -19,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from flows import mlflow_runs
 from flows.data import DataParams, data_flow
 from flows.train_stages import evaluate_task, train_stages
-from tasks.core.records import ModelVersion
+from tasks.core.records import IMAGE_SUFFIXES, ModelVersion
 from tasks.core.settings import get_settings, prepare_environment
 from tasks.data.augment_config import AugmentConfig
-from tasks.data.captures import check_learner, learner_dir, read_bursts
+from tasks.data.captures import check_learner, learner_dir, personal_runs_dir, read_bursts
 from tasks.data.merge import captures_ref, merge_with_captures
 from tasks.registry.models import (
     CHAMPION,
@@ -42,6 +49,53 @@ from tasks.training.detector import PLACEMENT
 from tasks.training.profiles import personal
 
 SPLITS = {"base": "valid", "learner": "valid"}  # scored before and after, on these
+# What a picture file starts with, whatever its name: JPEG, PNG, GIF, BMP, WebP (RIFF), TIFF.
+_PICTURE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+log = logging.getLogger(__name__)
+
+
+def is_picture(path: Path) -> bool:
+    """Whether ``path`` is an image file, by its suffix or by its first bytes."""
+    if path.suffix.lower() in IMAGE_SUFFIXES | {".gif", ".svg"}:
+        return True
+    try:
+        with path.open("rb") as handle:
+            return handle.read(8).startswith(_PICTURE_MAGIC)
+    except OSError:
+        return False
+
+
+class NoImagesClient(mlflow_runs.RedactingClient):
+    """The MLflow client of a personal run: it logs no image, whoever asks it to.
+
+    The run-folder logging takes every ``.jpg`` and ``.png`` of a training folder, where
+    ultralytics draws its training batches (``train_batch*.jpg``): for a learner, their webcam
+    frames. A refused file is skipped with a log line, so the run itself goes on.
+    """
+
+    def log_artifact(self, run_id: str, local_path: Any, artifact_path: Any = None) -> None:
+        """``MlflowClient.log_artifact``, skipping an image file."""
+        if is_picture(Path(local_path)):
+            log.info("not logged to MLflow: %s (a personal run logs no image)", local_path)
+            return
+        super().log_artifact(run_id, local_path, artifact_path)
+
+    def log_artifacts(self, run_id: str, local_dir: Any, artifact_path: Any = None) -> None:
+        """``MlflowClient.log_artifacts`` file by file, skipping image files."""
+        folder = Path(local_dir)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            where = path.parent.relative_to(folder).as_posix()
+            parts = [part for part in (artifact_path, where) if part and part != "."]
+            self.log_artifact(run_id, str(path), "/".join(parts) or None)
+
+    def log_image(self, run_id: str, *args: Any, **kwargs: Any) -> None:
+        """Refused: a personal run logs no image."""
+        log.info("not logged to MLflow: an image (a personal run logs none)")
+
+    def log_figure(self, run_id: str, *args: Any, **kwargs: Any) -> None:
+        """Refused: a personal run logs no image."""
+        log.info("not logged to MLflow: a figure (a personal run logs none)")
 
 
 class PersonalizeParams(BaseModel):
@@ -102,7 +156,9 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
     logger = get_run_logger()
     settings = get_settings()
     prepare_environment(settings)
-    client, experiment_id = mlflow_runs.connect(settings)
+    _, experiment_id = mlflow_runs.connect(settings)  # credentials and the experiment
+    uri = settings.tracking_uri
+    client = NoImagesClient(tracking_uri=uri, registry_uri=uri)
     captures = learner_dir(settings.home, params.learner)
     splits = {burst.split for burst in read_bursts(captures)}
     if splits != {"train", "valid"}:
@@ -133,7 +189,8 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
         # Pressing Personalize again with no new bursts would only register a copy.
         return _reuse(client, same[0], alias, champion.version, logger)
     tags = {"dataset_id": merged.id, "profile": "personal", "learner": params.learner}
-    out = settings.home / "runs" / "personalize" / params.learner  # evaluations, this run's
+    runs = personal_runs_dir(settings.home, params.learner)  # crops, trainings: resumable
+    out = runs / "eval"  # this run's evaluations
     shutil.rmtree(out, ignore_errors=True)
 
     with mlflow_runs.run(client, experiment_id, f"personalize-{params.learner}", None, tags) as top:
@@ -146,7 +203,7 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
             for name, data in (("base", merged), ("learner", learner_data))
         }  # fmt: skip
         trained = train_stages(
-            client, experiment_id, merged, config, settings.home / "runs", top, tags,
+            client, experiment_id, merged, config, runs / "train", top, tags,
             {"profile": "personal", "dataset_id": merged.id, "champion": champion.version},
         )  # fmt: skip
         reports = {
@@ -172,7 +229,7 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
             eval_dataset_id=merged.parent_id, profile="personal",
             started_from={stage: w.record() for stage, w in trained.started_from.items()},
             bundle=trained.two_stage,
-        )  # fmt: skip
+        ) | {"learner": params.learner}  # fmt: skip
         model_uri = with_retries(
             lambda: log_model(
                 trained.train_run, trained.result.best, trained.onnx, meta, extra=trained.extra

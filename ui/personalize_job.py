@@ -3,6 +3,10 @@
 Pure logic, no Streamlit. The flow runs in a child Python so the app stays responsive and its
 own threads never share the GIL with a training; the app never imports Prefect. One job per
 learner lives as long as the app process, so a reloaded page finds its running training.
+
+The child's output is shown on the page, and a child prints what no logging filter sees (a
+traceback, MLflow's messages with the tracking URL): every line and error is redacted here,
+as it is read, so nothing the page can show holds a URL's password or signature.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from tasks.core.redact import redact
 from tasks.registry.models import personal_alias
 from ui.app_settings import get_ui_settings
 
@@ -56,7 +61,8 @@ def launch_flow(
 
     Raises:
         Cancelled: ``cancel`` was set before the child finished.
-        RuntimeError: The child failed; the message is its last lines of output.
+        RuntimeError: The child failed; the message is its last line of output (a traceback
+            ends with the exception), redacted like every line ``on_line`` gets.
     """
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, learner, str(get_ui_settings().personalize_minutes)],
@@ -74,8 +80,8 @@ def launch_flow(
     tail: deque[str] = deque(maxlen=8)
     assert child.stdout is not None
     try:
-        for line in child.stdout:
-            line = line.rstrip()
+        for raw in child.stdout:
+            line = redact(raw.rstrip())
             if line.startswith("PERSONALIZED "):
                 outcome = json.loads(line.removeprefix("PERSONALIZED "))
                 continue
@@ -87,7 +93,8 @@ def launch_flow(
     if cancel.is_set() and outcome is None:
         raise Cancelled(f"stopped; the child exited with status {status}")
     if status != 0 or outcome is None:
-        raise RuntimeError("\n".join(tail) or f"exit status {status}")
+        last = next((line for line in reversed(tail) if line.strip()), None)
+        raise RuntimeError(last.strip() if last else f"exit status {status}")
     return outcome
 
 
@@ -155,18 +162,19 @@ class PersonalizeJob:
             outcome = self._launcher(self.learner, self._line, cancel)
         except Cancelled as error:
             with self._lock:
-                self.state, self.error, self.finished = "cancelled", str(error), time.time()
+                self.state, self.error, self.finished = "cancelled", redact(str(error)), time.time()
             return
         except Exception as error:  # shown on the page; the app carries on
             with self._lock:
-                self.state, self.error, self.finished = "failed", str(error), time.time()
+                self.state, self.error, self.finished = "failed", redact(str(error)), time.time()
             return
         with self._lock:
             self.state, self.outcome, self.finished = "done", outcome, time.time()
 
     def _line(self, line: str) -> None:
+        # Whatever the launcher: the page shows these lines.
         with self._lock:
-            self.lines.append(line)
+            self.lines.append(redact(line))
 
     @property
     def alias(self) -> str:

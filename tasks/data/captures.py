@@ -11,6 +11,12 @@ A burst is the frames of one held sign over a couple of seconds: they are near-d
 a whole burst goes to one split. The n-th burst of a letter (counting from 0) goes to valid
 when ``n % 3 == 1``, so the second burst of every letter is held out first and a fine-tune is
 scored on bursts it never saw. Nothing here leaves the machine.
+
+Every change of a learner's folder holds its lock (``<learner>.lock`` beside it; two browser
+tabs of one learner must not lose each other's bursts), and files that no index entry names
+(a save killed between its moves) are removed before the folder is used. A personalize run
+copies the frames into a merged dataset and a run folder of the learner's own:
+:func:`delete_learner` removes those with the captures.
 """
 
 from __future__ import annotations
@@ -21,19 +27,22 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from tasks.core.files import staging_dir, write_atomic
+from tasks.core.files import run_folder_lock, staging_dir, write_atomic
 from tasks.core.records import LETTERS, Box
 from tasks.data.yolo_format import data_yaml_spec, format_labels, write_data_yaml
 
 CAPTURE_SPLITS = ("train", "valid")
 INDEX = "bursts.json"
 _LEARNER = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+# "<burst id>-<i>": a captured frame's name, which the crops cut from it keep as a prefix.
+FRAME_NAME = re.compile(r"[a-z]-\d{14}-[0-9a-f]{6}-\d{2}")
 
 
 class Burst(BaseModel):
@@ -65,6 +74,41 @@ def check_learner(name: str) -> str:
 def learner_dir(home: Path, learner: str) -> Path:
     """Where ``learner``'s captures live: ``<home>/captures/<learner>``."""
     return home / "captures" / check_learner(learner)
+
+
+def merged_datasets_dir(datasets_dir: Path, learner: str) -> Path:
+    """Where the merged datasets of ``learner``'s personalize runs live."""
+    return datasets_dir / "personal" / check_learner(learner)
+
+
+def personal_runs_dir(home: Path, learner: str) -> Path:
+    """Where ``learner``'s personalize runs train and evaluate (crops and run folders)."""
+    return home / "runs" / "personalize" / check_learner(learner)
+
+
+def discard_unsaved(root: Path) -> list[Path]:
+    """Remove the frames and labels of ``root`` that no burst of the index names.
+
+    A save killed between moving its labels and its images (or before writing the index)
+    leaves such files; validation would refuse the folder for them.
+
+    Returns:
+        The files removed.
+    """
+    with run_folder_lock(root):
+        return _drop_unindexed(root, read_bursts(root))
+
+
+def _drop_unindexed(root: Path, bursts: Sequence[Burst]) -> list[Path]:
+    saved = {burst.id for burst in bursts}
+    dropped = []
+    for split in CAPTURE_SPLITS:
+        for folder in ("images", "labels"):
+            for path in sorted((root / split / folder).glob("*")):
+                if path.is_file() and path.stem.rpartition("-")[0] not in saved:
+                    path.unlink()
+                    dropped.append(path)
+    return dropped
 
 
 def read_bursts(root: Path) -> list[Burst]:
@@ -107,11 +151,17 @@ def save_burst(
         raise ValueError(
             f"a burst needs frames with one box each, got {len(frames)} and {len(boxes)}"
         )
+    with run_folder_lock(root):
+        _ensure_layout(root)
+        return _save(root, letter, frames, boxes)
+
+
+def _save(root: Path, letter: str, frames: Sequence[np.ndarray], boxes: Sequence[Box]) -> Burst:
     bursts = read_bursts(root)
+    _drop_unindexed(root, bursts)
     split = split_for(bursts, letter)
     burst_id = f"{letter.lower()}-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     class_id = LETTERS.index(letter)
-    _ensure_layout(root)
     staged = staging_dir(root / split)
     try:
         names = []
@@ -147,22 +197,97 @@ def save_burst(
 
 def delete_burst(root: Path, burst_id: str) -> None:
     """Remove one burst's frames and labels, and its index entry."""
-    bursts = read_bursts(root)
-    for burst in bursts:
-        if burst.id == burst_id:
-            for folder in ("images", "labels"):
-                for path in (root / burst.split / folder).glob(f"{burst_id}-*"):
-                    path.unlink()
-    _write_index(root, [burst for burst in bursts if burst.id != burst_id])
+    with run_folder_lock(root):
+        kept = [burst for burst in read_bursts(root) if burst.id != burst_id]
+        # The index first: a kill after it leaves files no entry names, removed next time.
+        _write_index(root, kept)
+        _drop_unindexed(root, kept)
 
 
-def delete_learner(home: Path, learner: str) -> bool:
-    """Delete every capture of ``learner``; True if there was anything to delete."""
+@dataclass(frozen=True)
+class Removed:
+    """What :func:`delete_learner` removed: each folder or file, with the files it held."""
+
+    paths: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+    @property
+    def files(self) -> int:
+        """Files removed in all."""
+        return sum(self.paths.values())
+
+
+def delete_learner(home: Path, learner: str, model_caches: Sequence[Path] = ()) -> Removed:
+    """Delete every copy of ``learner``'s frames on this machine.
+
+    The captures, the merged datasets and the run folders (crops, trainings, evaluations) of
+    their personalize runs, and copies an older version made where they cannot be told apart
+    by learner (``datasets/personal/<id>``, personal run and crop folders directly under
+    ``runs/``): those are caches, rebuilt when a learner personalizes again.
+
+    Args:
+        home: The data home.
+        learner: Whose copies.
+        model_caches: Model download caches to rid of this learner's personal models (and of
+            personal models that name no learner); none by default.
+
+    Returns:
+        What was removed; empty (false) when there was nothing.
+    """
     root = learner_dir(home, learner)
-    if not root.exists():
-        return False
-    shutil.rmtree(root)
-    return True
+    removed: dict[str, int] = {}
+    with run_folder_lock(root):
+        _remove(root, removed)
+        root.with_name(f"{root.name}.lock").unlink(missing_ok=True)  # it names the learner
+    _remove(merged_datasets_dir(home / "datasets", learner), removed)
+    _remove(personal_runs_dir(home, learner), removed)
+    for path in _unattributed_copies(home):
+        _remove(path, removed)
+    for cache in model_caches:
+        for path in _cached_personal_models(cache, learner):
+            _remove(path, removed)
+    return Removed(removed)
+
+
+def _remove(path: Path, removed: dict[str, int]) -> None:
+    if path.is_dir() and not path.is_symlink():
+        removed[str(path)] = sum(1 for p in path.rglob("*") if not p.is_dir())
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        removed[str(path)] = 1
+        path.unlink()
+
+
+def _unattributed_copies(home: Path) -> list[Path]:
+    """Merged datasets, crops and run folders of personal runs made before the per-learner
+    folders (their names carry no learner)."""
+    found = [spec.parent for spec in (home / "datasets" / "personal").glob("*/data.yaml")]
+    crops = [
+        folder
+        for folder in sorted((home / "runs" / "crops").glob("*"))
+        if any(FRAME_NAME.match(p.name) for p in folder.rglob("*.jpg"))
+    ]
+    found += crops
+    for args in sorted((home / "runs").glob("*/args.yaml")):
+        text = args.read_text(errors="replace")
+        if "/datasets/personal/" in text or any(str(folder) in text for folder in crops):
+            found.append(args.parent)
+    return found
+
+
+def _cached_personal_models(cache: Path, learner: str) -> list[Path]:
+    """The entries of a model download cache holding a personal model of ``learner``."""
+    entries = set()
+    for meta in cache.glob("*/**/metadata.json"):
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("profile") == "personal" and data.get("learner", learner) == learner:
+            entries.add(cache / meta.relative_to(cache).parts[0])
+    return sorted(entries)
 
 
 def _ensure_layout(root: Path) -> None:

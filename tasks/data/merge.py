@@ -3,7 +3,8 @@
 Train holds both trains; valid and test stay the base's, so a personal model is still scored
 on the same general images (the learner's own held-out bursts are scored apart, from the
 captures folder). The merged folder is content-addressed: the same inputs give the same
-folder, built once, through a temp folder and a rename.
+folder, built once, through a temp folder and a rename. It lives under the learner's name
+(``personal/<learner>/<id>``), so that deleting the learner's captures finds every copy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from tasks.core.files import build_dir
 from tasks.core.records import SPLITS, DatasetRef
 from tasks.data.acquire import content_id
+from tasks.data.captures import discard_unsaved, merged_datasets_dir
 from tasks.data.validate import validate_dataset
 from tasks.data.yolo_format import (
     count_images,
@@ -52,8 +54,8 @@ def merge_with_captures(base: DatasetRef, captures: Path, datasets_dir: Path) ->
 
     Args:
         base: The base dataset (local), as the data flow returned it.
-        captures: A learner's captures folder (:mod:`tasks.data.captures`).
-        datasets_dir: Root of datasets; the result goes to ``personal/<id>`` under it.
+        captures: A learner's captures folder (:mod:`tasks.data.captures`), named after them.
+        datasets_dir: Root of datasets; the result goes to ``personal/<learner>/<id>`` under it.
 
     Returns:
         The merged dataset; its ``parent_id`` is the base's, so the valid and test figures
@@ -66,10 +68,11 @@ def merge_with_captures(base: DatasetRef, captures: Path, datasets_dir: Path) ->
     names = read_names(base.data_yaml)
     if read_names(captures / "data.yaml") != names:
         raise ValueError(f"{captures / 'data.yaml'}: its classes are not the base dataset's")
+    discard_unsaved(captures)  # what a killed save left is no burst
     # Two bursts of one held sign may be near-identical: not leakage between learner splits.
     validate_dataset(captures, names, allow_leakage=True).raise_if_invalid()
     merged_id = f"{base.id}-{content_id(captures, names)}"
-    target = datasets_dir / "personal" / merged_id
+    target = merged_datasets_dir(datasets_dir, captures.name) / merged_id
     if not (target / "data.yaml").exists():
         with build_dir(target, complete="data.yaml") as staged:
             for split in SPLITS:

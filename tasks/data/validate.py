@@ -1,14 +1,17 @@
 """VALIDATE: check a YOLO dataset file by file and collect every problem, not just the first.
 
-Rules: every image decodes; images live only directly in ``<split>/images`` (the later stages
-read no sub-folder) and nothing else does; every label line is ``class x y w h`` with an integer
-class in range, a centre inside the image and a non-degenerate size; every label file has its
-image; an image without boxes is a background; the same image bytes in two splits is leakage.
+Rules: every image decodes, and its header declares no more pixels than uploads and serving
+accept (``MAX_PIXELS``: a tiny PNG can declare 30000×30000); images live only directly in
+``<split>/images`` (the later stages read no sub-folder) and nothing else does; every label
+line is ``class x y w h`` with an integer class in range, a centre inside the image and a
+non-degenerate size; every label file has its image; an image without boxes is a background;
+the same image bytes in two splits is leakage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from tasks.core.records import SPLITS
 from tasks.data.validate_report import (
@@ -28,6 +32,7 @@ from tasks.data.validate_report import (
     ValidationReport,
 )
 from tasks.data.yolo_format import is_image, label_fields, label_line_problems
+from tasks.inference.image_bytes import MAX_PIXELS
 
 __all__ = ["DatasetInvalid", "Problem", "SizeStats", "ValidationReport", "validate_dataset"]
 
@@ -145,6 +150,8 @@ def _inspect_image(path: Path) -> tuple[str, tuple[int, int] | None, str | None]
         # Its own key: several empty files are each this problem, not duplicates of each other.
         return f"empty:{path}", None, "empty image file (0 bytes)"
     digest = hashlib.sha256(data).hexdigest()
+    if too_many := _too_many_pixels(data):
+        return digest, None, too_many
     try:
         array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:
@@ -156,6 +163,26 @@ def _inspect_image(path: Path) -> tuple[str, tuple[int, int] | None, str | None]
     size = (int(array.shape[1]), int(array.shape[0]))
     # Some decoders fill a cut-off image with grey rather than fail: still an error.
     return digest, size, _TRUNCATED if cut else None
+
+
+def _too_many_pixels(data: bytes) -> str | None:
+    """The problem of an image whose header declares more than ``MAX_PIXELS``, else None.
+
+    Read before decoding: a PNG of a few hundred bytes can declare 30000×30000 pixels, and
+    decoding a few of those at once (one per thread) would exhaust the memory.
+    """
+    limit = f"images up to {MAX_PIXELS:,} pixels are accepted"
+    try:
+        # Pillow reads only the header here.
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except Image.DecompressionBombError:  # beyond Pillow's own limit: it names no size
+        return f"too many pixels: over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} declared; {limit}"
+    except Exception:  # not an image Pillow knows: OpenCV's decode says what is wrong
+        return None
+    if width * height > MAX_PIXELS:
+        return f"too many pixels: {width}×{height} declared; {limit}"
+    return None
 
 
 def _size_stats(dims: list[tuple[int, int]]) -> SizeStats:

@@ -147,7 +147,8 @@ def with_changes(recipe: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig
 
 # A learner's fine-tune (the personalize flow): a few minutes per stage from the champion's own
 # weights, at a tenth of the learning rate and without warm-up, so that the general skill
-# stays while the new hands, camera and room are learnt.
+# stays while the new hands, camera and room are learnt. No plots: ultralytics' plots draw the
+# training images (the learner's webcam frames) into the run folder.
 PERSONAL_LR = 0.0002
 
 
@@ -183,7 +184,7 @@ def personal(meta: Mapping[str, Any], artifacts: Path, minutes: float | None) ->
     changes: dict[str, Any] = {
         "weights": str(artifacts / "best.pt"),
         "imgsz": int(meta["imgsz"]),
-        "overrides": {**recipe.overrides, "lr0": PERSONAL_LR, "warmup_epochs": 0},
+        "overrides": {**recipe.overrides, "lr0": PERSONAL_LR, "warmup_epochs": 0, "plots": False},
         "augment_copies": 0,
     }
     if minutes is not None:

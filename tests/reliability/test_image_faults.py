@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from tasks.core.records import LETTERS
 from tasks.data.augment import AugmentConfig, augment_dataset
 from tasks.data.validate import DatasetInvalid, Problem, validate_dataset
 from tasks.data.yolo_format import read_label_lines
+from tasks.inference.image_bytes import MAX_PIXELS
 
 Encoder = Callable[..., bytes]
 
@@ -163,3 +166,32 @@ def test_image_in_a_sub_folder_of_images_is_refused(dataset: Path, encoder: Enco
         (path, "image in a sub-folder of train/images: move it up"),
         ("train/labels/batch2/e.txt", "label without image: no train/images/e.* file"),
     ]
+
+
+def test_images_declaring_too_many_pixels_are_refused_by_their_header(
+    dataset: Path, huge_png: Callable[[int, int], bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A few hundred bytes each; decoded, 30000×30000 would take 2.7 GB (one per thread).
+    bomb, phone = huge_png(30000, 30000), huge_png(8160, 6144)  # 900 MP; 50.1 MP > the cap
+    huge = {bomb, phone}
+    decode = cv2.imdecode
+
+    def decode_small_only(buffer: np.ndarray, flags: int) -> np.ndarray | None:
+        assert buffer.tobytes() not in huge, "a huge image was decoded, not refused by header"
+        return decode(buffer, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", decode_small_only)
+    _add(dataset, "train", "bomb.png", bomb)
+    _add(dataset, "valid", "phone.png", phone)
+
+    report = validate_dataset(dataset, LETTERS)
+    accepted = f"images up to {MAX_PIXELS:,} pixels are accepted"
+    assert [(p.severity, p.file, p.message) for p in report.problems] == [
+        (
+            "error",
+            "train/images/bomb.png",
+            f"too many pixels: over 178,956,970 declared; {accepted}",
+        ),
+        ("error", "valid/images/phone.png", f"too many pixels: 8160×6144 declared; {accepted}"),
+    ]
+    assert report.images == {"train": 3, "valid": 2, "test": 1}

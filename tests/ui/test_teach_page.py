@@ -126,17 +126,22 @@ def test_all_captures_are_deleted_after_a_confirmation(app_env: str, fake_webcam
     root = learner_dir(home(), "me")
     image = np.zeros((48, 64, 3), np.uint8)
     save_burst(root, "C", [image], [Box(x1=1, y1=2, x2=30, y2=40)])
+    merged = home() / "datasets" / "personal" / "me"  # what a Personalize run copied
+    (merged / "base-123" / "train" / "images").mkdir(parents=True)
+    (merged / "base-123" / "train" / "images" / "c.jpg").write_bytes(b"frame")
     at = run_page("teach")
     assert "**Saved bursts** (per letter): C 1" in texts(at)
     button(at, "Delete all my captures").click().run()
-    assert "Delete every burst me saved?" in texts(at)
+    assert "Delete every burst me saved, and every copy" in texts(at)
     button(at, "Cancel").click().run()
     assert root.exists()
     button(at, "Delete all my captures").click().run()
     button(at, "Yes, delete them all").click().run()
     assert not at.exception
-    assert not root.exists()
-    assert "Deleted all of me's captures." in texts(at)
+    assert not root.exists() and not merged.exists()
+    shown = texts(at)
+    assert "Deleted all of me's captures: 5 files in 2 places." in shown
+    assert f"- `{root}`: 4 files" in shown and f"- `{merged}`: 1 file" in shown
     assert "**Saved bursts** (per letter): none yet" in texts(at)
 
 

@@ -1,13 +1,28 @@
-"""Teach page: capture bursts of your own signs, letter by letter, and personalize a model."""
+"""Teach page: capture bursts of your own signs, letter by letter, and personalize a model.
+
+Every message built from an error or from the personalize child's output goes through
+:func:`tasks.core.redact.redact` (the job's lines and error arrive redacted already).
+"""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
+from tasks.core.redact import redact
 from tasks.core.settings import get_settings
-from tasks.data.captures import check_learner, delete_learner, learner_dir, read_bursts, save_burst
+from tasks.data.captures import (
+    Removed,
+    check_learner,
+    delete_learner,
+    learner_dir,
+    merged_datasets_dir,
+    personal_runs_dir,
+    read_bursts,
+    save_burst,
+)
 from ui.app_settings import get_ui_settings
 from ui.personalize_job import job_for
 from ui.practice import HANDSHAPES
@@ -24,6 +39,8 @@ from ui.teach import BurstCollector, TeachTap, burst_counts, letter_order, shot_
 from ui.video import FrameProcessor, page_processor
 from ui.webcam import webcam
 
+# Where the app (Recognizer.load's default) and the predict flow (<home>/models) keep models.
+APP_MODEL_CACHE = Path.home() / ".cache" / "fingerspell" / "models"
 REFRESH_SECONDS = 0.5  # a burst lasts about 2 s: poll often enough to show it filling up
 GRID_COLUMNS = 4
 
@@ -44,7 +61,7 @@ with panel:
     try:
         check_learner(learner)
     except ValueError as error:
-        st.error(str(error))
+        st.error(redact(str(error)))
         st.stop()
     state[LEARNER_KEY] = learner
     with st.expander("Burst settings"):
@@ -90,7 +107,7 @@ def save(letter: str) -> None:
     try:
         burst = save_burst(root, letter, [s.image for s in shots], [s.box for s in shots])
     except (OSError, ValueError) as error:
-        state.teach_message = ("error", f"Could not save the burst: {error}")
+        state.teach_message = ("error", redact(f"Could not save the burst: {error}"))
         return
     state.teach_message = ("success", f"Saved {burst.frames} frames of {letter} ({burst.split}).")
     # Save is a button of the board fragment, which alone reruns after it; the sections
@@ -152,21 +169,52 @@ def captures() -> None:
         st.button("Delete all my captures", disabled=True, help="Stop Personalize first.")
         return
     if not state.get("teach_confirm"):
-        if st.button("Delete all my captures", disabled=not root.exists()):
+        home = get_settings().home
+        copies = (
+            root,
+            merged_datasets_dir(home / "datasets", learner),
+            personal_runs_dir(home, learner),
+        )
+        if st.button("Delete all my captures", disabled=not any(p.exists() for p in copies)):
             state.teach_confirm = True
             st.rerun()
         return
-    st.warning(f"Delete every burst {learner} saved? This cannot be undone.")
+    st.warning(
+        f"Delete every burst {learner} saved, and every copy a Personalize run made of them "
+        "on this machine? This cannot be undone."
+    )
+    models = st.checkbox(
+        "Also delete my downloaded personal models",
+        key="teach_delete_models",
+        help="The copies of your model this app downloaded; it stays registered in MLflow.",
+    )
     yes, no = st.columns(2)
     if yes.button("Yes, delete them all", type="primary"):
         collector.clear()
-        delete_learner(get_settings().home, learner)
+        home = get_settings().home
+        caches = [APP_MODEL_CACHE, home / "models"] if models else []
+        removed = delete_learner(home, learner, model_caches=caches)
         state.teach_confirm = False
-        state.teach_message = ("info", f"Deleted all of {learner}'s captures.")
+        state.teach_message = ("info", deleted_message(learner, removed))
         st.rerun()
     if no.button("Cancel", key="teach_confirm_cancel"):
         state.teach_confirm = False
         st.rerun()
+
+
+def deleted_message(learner: str, removed: Removed) -> str:
+    """What a delete removed, each place with its number of files."""
+    if not removed:
+        return f"{learner} had nothing to delete."
+    places = "\n".join(
+        f"- `{redact(path)}`: {files} file{'s' if files != 1 else ''}"
+        for path, files in removed.paths.items()
+    )
+    where = f"{len(removed.paths)} place{'s' if len(removed.paths) != 1 else ''}"
+    return (
+        f"Deleted all of {learner}'s captures: {removed.files} files in {where}.\n\n{places}"
+        "\n\nA model registered for you stays in MLflow (its weights, no frames)."
+    )
 
 
 def personalize() -> None:
@@ -189,9 +237,12 @@ def personalize() -> None:
         else:
             st.info(f"Training your model… {minutes}:{secs:02d} (you can keep using the app)")
             st.button("Stop", on_click=job.cancel, key="teach_stop")
-        st.code("\n".join(job.lines) or "starting…", language=None)
+        st.code(redact("\n".join(job.lines)) or "starting…", language=None)
     elif job.state == "failed":
-        st.error(f"Personalizing failed: {job.error}")
+        st.error(f"Personalizing failed: {redact(job.error or 'no reason given')}")
+        if job.lines:
+            with st.expander("Its last output"):
+                st.code(redact("\n".join(job.lines)), language=None)
     elif job.state == "cancelled" and state.get("teach_stopped") != job.finished:
         # Once per stopped run: a whole-page rerun frees the delete button and stops polling.
         state.teach_stopped = job.finished
