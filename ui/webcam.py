@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, WebRtcStreamerContext, webrtc_streamer
 
+from tasks.inference.recognizer import Recognizer
 from ui.app_settings import get_ui_settings, rtc_configuration
 from ui.video import FrameProcessor
 
@@ -46,4 +47,16 @@ def webcam(key: str, processor: FrameProcessor) -> WebRtcStreamerContext:
         video_frame_callback=processor,
         media_stream_constraints=constraints(get_ui_settings().video_width),
         async_processing=True,
+    )
+
+
+def landmarks_toggle(recognizer: Recognizer, key: str) -> bool:
+    """A page's switch for drawing the hand's landmarks (models that read them only)."""
+    return st.toggle(
+        "Draw the hand's landmarks",
+        value=True,
+        key=key,
+        disabled=recognizer.fused is None,
+        help="The 21 points the model read on your hand, so you see what it saw "
+        "(models with hand landmarks only).",
     )

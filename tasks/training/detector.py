@@ -212,12 +212,12 @@ def train(
             model = YOLO(architectures.resolve(config.model))
             transferred = transfer(model, start)
             kwargs = {
+                "plots": True,  # a default the recipe may turn off (a learner's own run)
                 **config.ultralytics_args(),
                 "data": str(data_yaml),
                 "project": str(runs_dir),
                 "name": run_dir.name,
                 "exist_ok": True,
-                "plots": True,
                 "verbose": False,
             }
         if mlflow_run_id:

@@ -11,7 +11,7 @@ from ui.frame_stats import processed_line, video_line
 from ui.shared_model import model_label, model_or_stop
 from ui.spelling import Speller
 from ui.video import FrameProcessor, page_processor
-from ui.webcam import webcam
+from ui.webcam import landmarks_toggle, webcam
 
 REFRESH_SECONDS = 1.0  # how often the readout polls the callback's results while streaming
 
@@ -33,13 +33,7 @@ with panel:
         "Confidence threshold", 0.0, 1.0, settings.min_confidence, 0.01, key="live_conf"
     )
     hold_seconds = st.slider("Hold time (s)", 0.0, 3.0, settings.hold_seconds, 0.1, key="live_hold")
-    show_landmarks = st.toggle(
-        "Draw the hand's landmarks",
-        value=True,
-        key="live_landmarks",
-        disabled=recognizer.fused is None,
-        help="The 21 points the model read on your hand (models with hand landmarks only).",
-    )
+    show_landmarks = landmarks_toggle(recognizer, "live_landmarks")
 speller.configure(hold_seconds, min_confidence)
 processor.recognizer, processor.min_confidence = recognizer, min_confidence
 processor.show_landmarks = show_landmarks

@@ -37,7 +37,7 @@ from ui.shared_model import (
 )
 from ui.teach import BurstCollector, TeachTap, burst_counts, letter_order, shot_preview
 from ui.video import FrameProcessor, page_processor
-from ui.webcam import webcam
+from ui.webcam import landmarks_toggle, webcam
 
 # Where the app (Recognizer.load's default) and the predict flow (<home>/models) keep models.
 APP_MODEL_CACHE = Path.home() / ".cache" / "fingerspell" / "models"
@@ -80,9 +80,11 @@ with panel:
         disabled=not misses,
         help=None if misses else "Practice first: the letters you miss are listed there.",
     )
+    show_landmarks = landmarks_toggle(recognizer, "teach_landmarks")
 collector.configure(frames, seconds)
 processor.recognizer = TeachTap(recognizer, collector)
 processor.min_confidence = min_confidence
+processor.show_landmarks = show_landmarks
 order = letter_order(recognizer.names, misses if focus else None)
 root = learner_dir(get_settings().home, learner)
 
