@@ -27,6 +27,12 @@ CHALLENGER = "challenger"
 PERSONAL_PREFIX = "personal-"  # a learner's own model: alias personal-<learner>
 ARTIFACT_NAME = "model"
 RECIPE_TAG = "recipe_id"
+# A trained version is registered "pending" and marked "decided" once the gate recorded its
+# decision; a rerun that finds it still pending (a kill or an MLflow outage between the two)
+# finishes the gate instead of saying "nothing changed".
+GATE_TAG = "gate"
+GATE_PENDING = "pending"
+GATE_DECIDED = "decided"
 
 _TASKS_PACKAGE = Path(__file__).resolve().parents[1]
 _SERVING_PACKAGES = ("numpy", "pandas", "opencv-python-headless", "onnxruntime", "pydantic")
@@ -164,6 +170,18 @@ def find_registered(
     return _version(mv, name), dict(mv.tags)
 
 
+def gate_pending(tags: Mapping[str, str]) -> bool:
+    """Whether a version with these tags was registered but its gate never decided.
+
+    Versions registered before the ``gate`` tag existed count as decided when the gate's
+    ``promotion.reason`` is there, and as pending when it is not.
+    """
+    state = tags.get(GATE_TAG)
+    if state is None:
+        return "promotion.reason" not in tags
+    return state != GATE_DECIDED
+
+
 def _version(mv: Any, name: str) -> ModelVersion:
     metrics = {k[7:]: float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
     return ModelVersion(
@@ -240,11 +258,17 @@ def version_tags(
     eval_dataset_id: str | None = None,
     started_from: Mapping[str, str] | None = None,
     recipe: str | None = None,
+    gated: bool = False,
 ) -> dict[str, str]:
-    """The tags of a registered version, which the app's model page and the gate read."""
+    """The tags of a registered version, which the app's model page and the gate read.
+
+    ``gated``: the promotion gate will judge it, so it starts ``gate: pending``.
+    """
     tags = {"dataset_id": dataset_id}
     if recipe is not None:
         tags[RECIPE_TAG] = recipe
+    if gated:
+        tags[GATE_TAG] = GATE_PENDING
     if eval_dataset_id is not None:
         tags["eval_dataset_id"] = eval_dataset_id
     tags |= {"profile": profile, "train_run_id": train_run_id, "evaluate_run_id": evaluate_run_id}
