@@ -41,6 +41,10 @@ def export_onnx(weights: Path, imgsz: int, out_dir: Path) -> Path:
     from ultralytics import YOLO
     from ultralytics.utils import checks
 
+    from tasks.training.weights import enable_safe_load
+
+    enable_safe_load()
+
     # The env var is read once at import; if ultralytics came in earlier, switch it off here.
     autoinstall, checks.AUTOINSTALL = checks.AUTOINSTALL, False
     try:

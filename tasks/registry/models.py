@@ -27,6 +27,7 @@ CHALLENGER = "challenger"
 PERSONAL_PREFIX = "personal-"  # a learner's own model: alias personal-<learner>
 ARTIFACT_NAME = "model"
 RECIPE_TAG = "recipe_id"
+SHA256_KEY = "sha256"  # in metadata.json: {file name: sha256} of the files logged with it
 # A trained version is registered "pending" and marked "decided" once the gate recorded its
 # decision; a rerun that finds it still pending (a kill or an MLflow outage between the two)
 # finishes the gate instead of saying "nothing changed".
@@ -88,14 +89,18 @@ def log_model(
     from mlflow.models import infer_signature
 
     from tasks.registry.pyfunc_model import OUTPUT_COLUMNS, AslDetectorModel
+    from tasks.training.weights import sha256_of
 
     with tempfile.TemporaryDirectory() as tmp:
+        files = {"onnx": onnx, "weights": weights} | ({"int8": int8} if int8 else {})
+        files |= extra or {}
+        # What loads it checks each file against these (a swapped best.pt is refused).
+        model_metadata = model_metadata | {
+            SHA256_KEY: {path.name: sha256_of(path) for path in files.values()}
+        }
         meta_path = Path(tmp) / "metadata.json"
         meta_path.write_text(json.dumps(model_metadata, indent=2, default=str))
-        artifacts = {"metadata": str(meta_path), "onnx": str(onnx), "weights": str(weights)}
-        if int8 is not None:
-            artifacts["int8"] = str(int8)
-        artifacts |= {key: str(path) for key, path in (extra or {}).items()}
+        artifacts = {"metadata": str(meta_path)} | {k: str(v) for k, v in files.items()}
         sample_out = pd.DataFrame(
             [[0, "A", 0, 0.9, 0.0, 0.0, 1.0, 1.0, ""]], columns=OUTPUT_COLUMNS
         )
@@ -285,14 +290,23 @@ class VersionFiles(NamedTuple):
 
 
 def download_version(version: str, tracking_uri: str, name: str = MODEL_NAME) -> VersionFiles:
-    """Download version ``version`` of ``name`` and find its files."""
+    """Download version ``version`` of ``name``, check its files' recorded sha256, find them.
+
+    Raises:
+        CheckpointRefused: A file whose sha256 differs from the one its metadata records.
+    """
     import mlflow
 
     from tasks.inference.bundle import is_two_stage
+    from tasks.training.weights import enable_safe_load, verify_sha256
 
     folder = Path(
         mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", tracking_uri=tracking_uri)
     )
     artifacts = next(folder.rglob("metadata.json")).parent
     model = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))
-    return VersionFiles(artifacts, model, json.loads((artifacts / "metadata.json").read_text()))
+    meta = json.loads((artifacts / "metadata.json").read_text())
+    for file_name, digest in meta.get(SHA256_KEY, {}).items():
+        verify_sha256(artifacts / file_name, digest)
+    enable_safe_load()  # evaluation opens its best.pt with ultralytics' own loader
+    return VersionFiles(artifacts, model, meta)

@@ -201,7 +201,16 @@ def settle_registered(
         if (holder := get_version(alias, name)) is not None and holder.version == version.version
     ]
     if not held:
-        return decide_promotion(version, score(version), alpha, rescore, name)
+        if (results := score(version)) is None:
+            # Likely passing (a download, a missing dataset): judging it "no valid score" now
+            # would settle it for good; left pending, the next rerun tries again.
+            return unchanged(version, alpha).model_copy(
+                update={
+                    "reason": f"v{version.version} was registered but never gated, and it "
+                    "could not be scored now; it stays pending, aliases left as they were"
+                }
+            )
+        return decide_promotion(version, results, alpha, rescore, name)
     import mlflow
 
     decision = PromotionDecision(

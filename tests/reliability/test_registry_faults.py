@@ -127,3 +127,18 @@ def test_an_alias_moved_before_the_kill_stands_and_is_only_recorded(
     assert get_version(CHAMPION).version == candidate.version
     tags = registry.get_model_version(MODEL_NAME, candidate.version).tags
     assert tags[GATE_TAG] == GATE_DECIDED and tags["promotion.alias"] == CHAMPION
+
+
+def test_a_pending_version_that_cannot_be_scored_now_stays_pending(
+    registry: MlflowClient, tmp_path: Path
+):
+    recipe = recipe_id("data1", {"imgsz": 480})
+    _register(registry, tmp_path, recipe, recipe_id=recipe, gate="pending")
+
+    found = find_registered("data1", recipe)
+    assert found is not None
+    decision = settle_registered(*found, 0.05, lambda v: None, _never)
+
+    assert decision.alias is None and "stays pending" in decision.reason
+    assert get_version(CHAMPION) is None
+    assert registry.get_model_version(MODEL_NAME, "1").tags[GATE_TAG] == "pending"
