@@ -289,8 +289,16 @@ class VersionFiles(NamedTuple):
     meta: dict[str, Any]  # its metadata.json
 
 
-def download_version(version: str, tracking_uri: str, name: str = MODEL_NAME) -> VersionFiles:
+def download_version(
+    version: str, tracking_uri: str, name: str = MODEL_NAME, dst: Path | None = None
+) -> VersionFiles:
     """Download version ``version`` of ``name``, check its files' recorded sha256, find them.
+
+    Args:
+        version: The version number.
+        tracking_uri: The MLflow store.
+        name: The registered model.
+        dst: Where to put the files (default: a temp folder of mlflow's own).
 
     Raises:
         CheckpointRefused: A file whose sha256 differs from the one its metadata records.
@@ -300,8 +308,13 @@ def download_version(version: str, tracking_uri: str, name: str = MODEL_NAME) ->
     from tasks.inference.bundle import is_two_stage
     from tasks.training.weights import enable_safe_load, verify_sha256
 
+    # Without dst, mlflow makes a /tmp folder that nothing removes.
     folder = Path(
-        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", tracking_uri=tracking_uri)
+        mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{version}",
+            tracking_uri=tracking_uri,
+            dst_path=str(dst) if dst is not None else None,
+        )
     )
     artifacts = next(folder.rglob("metadata.json")).parent
     model = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))

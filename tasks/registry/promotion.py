@@ -262,8 +262,8 @@ def score_version(
     detector from its weights, each at its own input size. Returns its per-image top-1
     results.
     """
-    files = download_version(version.version, tracking_uri, name)
     out = out_dir / f"v{version.version}"
+    files = download_version(version.version, tracking_uri, name, dst=out / "model")
     size = int(files.meta["imgsz"])
     report = evaluate(files.model, data_yaml, GATE_SPLIT, out, size, device=device)
     return report.image_correct

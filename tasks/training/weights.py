@@ -66,12 +66,14 @@ class StartingWeights(BaseModel):
         return f"{self.path.name} (sha256 {(self.sha256 or '')[:12]}, {self.origin})"
 
     def record(self) -> dict[str, str]:
-        """The flat form kept in a model's metadata and MLflow params."""
+        """The flat form kept in a model's metadata and MLflow params (URL secrets redacted:
+        ``metadata.json`` travels with the model, where no logging filter reaches)."""
+        requested = redact(self.requested or "")
         if self.path is None:
-            return {"name": "scratch", "requested": self.requested or "", "reason": self.reason}
+            return {"name": "scratch", "requested": requested, "reason": redact(self.reason)}
         return {
             "name": self.path.name,
-            "requested": self.requested or "",
+            "requested": requested,
             "sha256": self.sha256 or "",
             "origin": self.origin,
         }

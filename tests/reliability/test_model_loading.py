@@ -164,7 +164,7 @@ def _fresh_copy(tmp_path: Path) -> Any:
     real = mlflow.artifacts.download_artifacts
     calls = iter(range(100))
 
-    def download(uri: str, **kwargs: Any) -> str:
+    def download(uri: str, dst_path: str | None = None, **kwargs: Any) -> str:
         return real(uri, dst_path=str(tmp_path / f"download-{next(calls)}"), **kwargs)
 
     return download
