@@ -41,7 +41,6 @@ def _fake_ultralytics(monkeypatch: pytest.MonkeyPatch) -> None:
     import ultralytics
 
     monkeypatch.setattr(ultralytics, "YOLO", Exporting)
-    monkeypatch.setattr(export, "enable_safe_load", lambda: None, raising=False)
 
 
 def test_an_export_is_never_seen_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
