@@ -35,7 +35,9 @@ class PredictParams(BaseModel):
     output: Path | None = Field(
         default=None, description="Output folder; default <home>/predictions/<timestamp>."
     )
-    conf: float = Field(default=0.25, ge=0, le=1, description="Minimum confidence.")
+    conf: float = Field(
+        default=0.25, gt=0, le=1, description="Minimum confidence (above 0: 0 keeps every anchor)."
+    )
     annotate: bool = Field(default=False, description="Also write annotated images.")
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 
@@ -29,7 +31,13 @@ from tasks.registry.models import (
     register,
     version_tags,
 )
-from tasks.registry.promotion import GATE_SPLIT, decide_promotion, rescore_champion, unchanged
+from tasks.registry.promotion import (
+    GATE_SPLIT,
+    ImageResults,
+    decide_promotion,
+    score_version,
+    settle_registered,
+)
 from tasks.registry.tracking import with_retries
 from tasks.training.detector import PLACEMENT, resolve_device
 
@@ -55,11 +63,34 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
     recipe = recipe_id(
         dataset.id, config.model_dump(mode="json", exclude=PLACEMENT) | {"int8": params.int8}
     )
+    runs_dir = settings.home / "runs"
+
+    def scorer(what: str, out_dir: Path) -> Callable[[ModelVersion], ImageResults | None]:
+        def score(registered: ModelVersion) -> ImageResults | None:
+            # The paired test needs a version's results on the candidate's own images.
+            try:
+                device = resolve_device(config.device)
+                return dict(
+                    score_version(
+                        registered, dataset.data_yaml, out_dir, device, settings.tracking_uri
+                    )
+                )
+            except Exception as exc:  # an unreadable version must not lose the candidate
+                logger.warning("%s v%s could not be scored: %s", what, registered.version, exc)
+                return None
+
+        return score
+
     unchanged_skips = params.reuse and not params.register_unchanged
     if unchanged_skips and (same := find_registered(dataset.id, recipe)) is not None:
-        # A weekly retraining on unchanged data would only register a copy.
+        # A weekly retraining on unchanged data would only register a copy; a version whose
+        # gate was interrupted gets its gate finished here.
         version, registered_tags = same
-        decision = unchanged(version, params.gate.alpha)
+        settle_dir = runs_dir / "gate" / f"v{version.version}"
+        decision = settle_registered(
+            version, registered_tags, params.gate.alpha,
+            scorer("registered", settle_dir), scorer("champion", settle_dir),
+        )  # fmt: skip
         logger.info(decision.reason)
         return TrainOutcome(
             model=version,
@@ -68,7 +99,6 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             evaluate_run_id=registered_tags.get("evaluate_run_id", ""),
             metrics=version.metrics,
         )
-    runs_dir = settings.home / "runs"
     if not params.reuse:  # a folder of its own, even for two runs started in the same second
         runs_dir = runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     tags = {"dataset_id": dataset.id, "profile": params.profile}
@@ -113,26 +143,13 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             dataset.id, params.profile, train_run, eval_run, metrics,
             eval_dataset_id=eval_dataset_id,
             started_from={stage: w.describe() for stage, w in started_from.items()},
-            recipe=recipe,
+            recipe=recipe, gated=True,
         )  # fmt: skip
         version = with_retries(lambda: register(model_uri, tags), "registering the model")
-
-        def rescore(champion: ModelVersion) -> dict[str, bool] | None:
-            # The paired test needs the champion's results on the candidate's own images.
-            try:
-                return dict(
-                    rescore_champion(
-                        champion, dataset.data_yaml, eval_dir, resolve_device(config.device),
-                        settings.tracking_uri,
-                    )
-                )  # fmt: skip
-            except Exception as exc:  # an unreadable champion must not lose the candidate
-                logger.warning("champion v%s could not be scored: %s", champion.version, exc)
-                return None
-
         decision = decide_promotion(
-            version, reports[GATE_SPLIT].image_correct, params.gate.alpha, rescore
-        )
+            version, reports[GATE_SPLIT].image_correct, params.gate.alpha,
+            scorer("champion", eval_dir),
+        )  # fmt: skip
         mlflow_runs.log_json(client, eval_run, "promotion.json", decision.model_dump())
         client.set_tag(eval_run, "promotion", decision.alias or "none")
         client.set_tag(eval_run, "model_version", version.version)

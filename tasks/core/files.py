@@ -2,10 +2,16 @@
 
 The one home of "build in a temp place beside the destination, then rename": a rename within
 one folder is atomic, so a reader (or a process killed half-way) never sees a partial result.
+Replacing a folder swaps the new one in with a single ``renameat2(RENAME_EXCHANGE)`` (Linux),
+so there is no moment without a whole folder at the target; the old one is removed once it is
+out of sight. A file is fsynced before it is renamed, and its folder after, so a power cut
+cannot publish a name whose bytes never reached the disk.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import glob
 import logging
 import os
@@ -82,7 +88,9 @@ def publish(
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     if replace and target.exists():
-        shutil.rmtree(target)
+        _replace_dir(staged, target)
+        _fsync_dir(target.parent)
+        return True
     try:
         os.rename(staged, target)
     except OSError:
@@ -90,7 +98,60 @@ def publish(
             raise
         log.info("%s was published concurrently; keeping that copy", target)
         return False
+    _fsync_dir(target.parent)
     return True
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2``); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not glibc 2.28+, not Linux
+        return False
+    done = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # a file system without it
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def _replace_dir(staged: Path, target: Path) -> None:
+    """Put the folder ``staged`` at ``target`` in place of the folder there; remove the old one.
+
+    Readers of ``target`` see the old folder or the new one, never a missing or half-deleted
+    one: the two are swapped in one step, and the old one is removed under its temp name.
+    Without ``renameat2`` the old folder is renamed aside first (a moment without ``target``,
+    but never a half-deleted one).
+    """
+    if not _exchange(staged, target):
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}-{os.getpid()}-", dir=target.parent))
+        os.rename(target, aside)  # onto the empty temp folder: allowed, and atomic
+        os.rename(staged, target)
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    shutil.rmtree(staged, ignore_errors=True)  # it holds the old folder now
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename stands
+    finally:
+        os.close(handle)
 
 
 @contextmanager
@@ -117,7 +178,10 @@ def build_file(target: Path) -> Iterator[Path]:
     try:
         path = staged / target.name
         yield path
+        with path.open("rb") as written:  # its bytes on disk before its name is
+            os.fsync(written.fileno())
         os.replace(path, target)
+        _fsync_dir(target.parent)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 

@@ -110,6 +110,12 @@ def torch_backend(
     import torch
     from ultralytics import YOLO
 
+    from tasks.training.weights import enable_safe_load, verify_sha256
+
+    # A .pt file is a pickle: check it is the file the model was logged with, and let
+    # ultralytics unpickle model classes only.
+    verify_sha256(path, meta.get("sha256", {}).get(path.name))
+    enable_safe_load()
     if threads:
         torch.set_num_threads(threads)
     model = YOLO(str(path)).model.float().eval()

@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tasks.core.files import build_file
 from tasks.inference.yolo_decode import preprocess
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ def export_onnx(weights: Path, imgsz: int, out_dir: Path) -> Path:
     Args:
         weights: Ultralytics checkpoint (``best.pt``).
         imgsz: Square input side in pixels, a multiple of the model stride (32).
-        out_dir: Folder for ``model.onnx``; created if missing, an existing file is replaced.
+        out_dir: Folder for ``model.onnx``; created if missing, an existing file is replaced
+            atomically.
 
     Returns:
         Path of the exported model.
@@ -40,6 +42,10 @@ def export_onnx(weights: Path, imgsz: int, out_dir: Path) -> Path:
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")
     from ultralytics import YOLO
     from ultralytics.utils import checks
+
+    from tasks.training.weights import enable_safe_load
+
+    enable_safe_load()
 
     # The env var is read once at import; if ultralytics came in earlier, switch it off here.
     autoinstall, checks.AUTOINSTALL = checks.AUTOINSTALL, False
@@ -53,9 +59,11 @@ def export_onnx(weights: Path, imgsz: int, out_dir: Path) -> Path:
             exported = model.export(
                 format="onnx", imgsz=imgsz, dynamic=False, simplify=True, opset=ONNX_OPSET
             )
-            out_dir.mkdir(parents=True, exist_ok=True)
+            # Copied beside the target, then renamed over it: a reader (another flow logging
+            # the same run folder's model) sees the old file or the new one, never a half.
             target = out_dir / "model.onnx"
-            shutil.move(exported, target)
+            with build_file(target) as staged:
+                shutil.copyfile(exported, staged)
     finally:
         checks.AUTOINSTALL = autoinstall
     return target
@@ -145,13 +153,15 @@ def quantize_int8(onnx_path: Path, calibration_images: Sequence[Path], out: Path
 
     if not calibration_images:
         raise ValueError("quantize_int8 needs calibration images")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fingerspell-quant-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="fingerspell-quant-") as tmp,
+        build_file(out) as staged,  # written beside ``out``, renamed over it when complete
+    ):
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared))
         quantize_static(
             str(prepared),
-            str(out),
+            str(staged),
             Reader(),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
@@ -161,11 +171,11 @@ def quantize_int8(onnx_path: Path, calibration_images: Sequence[Path], out: Path
             nodes_to_exclude=_decode_head_nodes(onnx.load(str(prepared))),
             calibrate_method=CalibrationMethod.MinMax,
         )
-    quantized = onnx.load(str(out))
-    del quantized.metadata_props[:]
-    for prop in model.metadata_props:
-        quantized.metadata_props.add(key=prop.key, value=prop.value)
-    quantized.metadata_props.add(key="quantization", value="int8")
-    onnx.save(quantized, str(out))
+        quantized = onnx.load(str(staged))
+        del quantized.metadata_props[:]
+        for prop in model.metadata_props:
+            quantized.metadata_props.add(key=prop.key, value=prop.value)
+        quantized.metadata_props.add(key="quantization", value="int8")
+        onnx.save(quantized, str(staged))
     log.info("quantized %s to %s on %d images", onnx_path, out, len(calibration_images))
     return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,9 @@ def download(uri: str, cache_dir: Path) -> Path:
         log.info("using cached %s (%s) from %s", uri, resolved, final)
         return final / marker.read_text()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # A moving reference ("latest", a stage) goes to a fresh temp folder and is never reused.
-    staging = staging_dir(final) if cacheable else Path(tempfile.mkdtemp(prefix=f".{key}-"))
+    # A moving reference ("latest", a stage) goes to a fresh folder of its own, never reused;
+    # it is in the cache folder, not /tmp, and is swept once this process is gone.
+    staging = staging_dir(final, prefix=f".{key}-moving-" if not cacheable else None)
     log.info("downloading %s (%s) to %s", uri, resolved, final if cacheable else staging)
     got = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging)))
     if not cacheable:

@@ -27,6 +27,13 @@ CHALLENGER = "challenger"
 PERSONAL_PREFIX = "personal-"  # a learner's own model: alias personal-<learner>
 ARTIFACT_NAME = "model"
 RECIPE_TAG = "recipe_id"
+SHA256_KEY = "sha256"  # in metadata.json: {file name: sha256} of the files logged with it
+# A trained version is registered "pending" and marked "decided" once the gate recorded its
+# decision; a rerun that finds it still pending (a kill or an MLflow outage between the two)
+# finishes the gate instead of saying "nothing changed".
+GATE_TAG = "gate"
+GATE_PENDING = "pending"
+GATE_DECIDED = "decided"
 
 _TASKS_PACKAGE = Path(__file__).resolve().parents[1]
 _SERVING_PACKAGES = ("numpy", "pandas", "opencv-python-headless", "onnxruntime", "pydantic")
@@ -82,14 +89,18 @@ def log_model(
     from mlflow.models import infer_signature
 
     from tasks.registry.pyfunc_model import OUTPUT_COLUMNS, AslDetectorModel
+    from tasks.training.weights import sha256_of
 
     with tempfile.TemporaryDirectory() as tmp:
+        files = {"onnx": onnx, "weights": weights} | ({"int8": int8} if int8 else {})
+        files |= extra or {}
+        # What loads it checks each file against these (a swapped best.pt is refused).
+        model_metadata = model_metadata | {
+            SHA256_KEY: {path.name: sha256_of(path) for path in files.values()}
+        }
         meta_path = Path(tmp) / "metadata.json"
         meta_path.write_text(json.dumps(model_metadata, indent=2, default=str))
-        artifacts = {"metadata": str(meta_path), "onnx": str(onnx), "weights": str(weights)}
-        if int8 is not None:
-            artifacts["int8"] = str(int8)
-        artifacts |= {key: str(path) for key, path in (extra or {}).items()}
+        artifacts = {"metadata": str(meta_path)} | {k: str(v) for k, v in files.items()}
         sample_out = pd.DataFrame(
             [[0, "A", 0, 0.9, 0.0, 0.0, 1.0, 1.0, ""]], columns=OUTPUT_COLUMNS
         )
@@ -162,6 +173,18 @@ def find_registered(
         return None
     mv = max(same, key=lambda v: int(v.version))
     return _version(mv, name), dict(mv.tags)
+
+
+def gate_pending(tags: Mapping[str, str]) -> bool:
+    """Whether a version with these tags was registered but its gate never decided.
+
+    Versions registered before the ``gate`` tag existed count as decided when the gate's
+    ``promotion.reason`` is there, and as pending when it is not.
+    """
+    state = tags.get(GATE_TAG)
+    if state is None:
+        return "promotion.reason" not in tags
+    return state != GATE_DECIDED
 
 
 def _version(mv: Any, name: str) -> ModelVersion:
@@ -240,11 +263,17 @@ def version_tags(
     eval_dataset_id: str | None = None,
     started_from: Mapping[str, str] | None = None,
     recipe: str | None = None,
+    gated: bool = False,
 ) -> dict[str, str]:
-    """The tags of a registered version, which the app's model page and the gate read."""
+    """The tags of a registered version, which the app's model page and the gate read.
+
+    ``gated``: the promotion gate will judge it, so it starts ``gate: pending``.
+    """
     tags = {"dataset_id": dataset_id}
     if recipe is not None:
         tags[RECIPE_TAG] = recipe
+    if gated:
+        tags[GATE_TAG] = GATE_PENDING
     if eval_dataset_id is not None:
         tags["eval_dataset_id"] = eval_dataset_id
     tags |= {"profile": profile, "train_run_id": train_run_id, "evaluate_run_id": evaluate_run_id}
@@ -260,15 +289,37 @@ class VersionFiles(NamedTuple):
     meta: dict[str, Any]  # its metadata.json
 
 
-def download_version(version: str, tracking_uri: str, name: str = MODEL_NAME) -> VersionFiles:
-    """Download version ``version`` of ``name`` and find its files."""
+def download_version(
+    version: str, tracking_uri: str, name: str = MODEL_NAME, dst: Path | None = None
+) -> VersionFiles:
+    """Download version ``version`` of ``name``, check its files' recorded sha256, find them.
+
+    Args:
+        version: The version number.
+        tracking_uri: The MLflow store.
+        name: The registered model.
+        dst: Where to put the files (default: a temp folder of mlflow's own).
+
+    Raises:
+        CheckpointRefused: A file whose sha256 differs from the one its metadata records.
+    """
     import mlflow
 
     from tasks.inference.bundle import is_two_stage
+    from tasks.training.weights import enable_safe_load, verify_sha256
 
+    # Without dst, mlflow makes a /tmp folder that nothing removes.
     folder = Path(
-        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", tracking_uri=tracking_uri)
+        mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{version}",
+            tracking_uri=tracking_uri,
+            dst_path=str(dst) if dst is not None else None,
+        )
     )
     artifacts = next(folder.rglob("metadata.json")).parent
     model = artifacts if is_two_stage(artifacts) else next(folder.rglob("best.pt"))
-    return VersionFiles(artifacts, model, json.loads((artifacts / "metadata.json").read_text()))
+    meta = json.loads((artifacts / "metadata.json").read_text())
+    for file_name, digest in meta.get(SHA256_KEY, {}).items():
+        verify_sha256(artifacts / file_name, digest)
+    enable_safe_load()  # evaluation opens its best.pt with ultralytics' own loader
+    return VersionFiles(artifacts, model, meta)

@@ -8,6 +8,11 @@ alone is mostly noise. Otherwise the candidate gets ``challenger``. A candidate 
 score never moves an alias. The champion is read again just before the alias moves: if another
 run promoted in the meantime, the candidate was not compared with that one and stays
 ``challenger``.
+
+A version is registered ``gate: pending`` and marked ``decided`` only once the decision is
+recorded. A rerun on the same data and recipe that finds its version still pending (a kill or
+an MLflow outage between registering and the alias) finishes the gate for it
+(:func:`settle_registered`) instead of saying "nothing changed".
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from tasks.evaluation.significance import mcnemar
 from tasks.registry.models import (
     CHALLENGER,
     CHAMPION,
+    GATE_DECIDED,
+    GATE_TAG,
     MODEL_NAME,
     download_version,
+    gate_pending,
     get_version,
 )
 from tasks.registry.tracking import with_retries
@@ -160,6 +168,64 @@ def unchanged(version: ModelVersion, alpha: float) -> PromotionDecision:
     )
 
 
+def settle_registered(
+    version: ModelVersion,
+    tags: Mapping[str, str],
+    alpha: float,
+    score: Callable[[ModelVersion], ImageResults | None],
+    rescore: Callable[[ModelVersion], ImageResults | None],
+    name: str = MODEL_NAME,
+) -> PromotionDecision:
+    """The decision for a version already registered on the same data and recipe.
+
+    A decided version: "nothing changed". A pending one: its gate is finished now. If the
+    interrupted gate had already moved an alias to it, that alias stands and is recorded;
+    otherwise the version is scored again and judged like a fresh candidate.
+
+    Args:
+        version: The version :func:`~tasks.registry.models.find_registered` found.
+        tags: Its tags.
+        alpha: Significance level of the paired test.
+        score: The version's own per-image results on the gate split (None: not scorable).
+        rescore: The champion's per-image results on the same images (see
+            :func:`decide_promotion`).
+        name: Registered model name.
+    """
+    if not gate_pending(tags):
+        return unchanged(version, alpha)
+    log.info("v%s was registered but its gate never decided; finishing it", version.version)
+    # Asked alias by alias: a version found by search does not always list its aliases.
+    held = [
+        alias
+        for alias in (CHAMPION, CHALLENGER)
+        if (holder := get_version(alias, name)) is not None and holder.version == version.version
+    ]
+    if not held:
+        if (results := score(version)) is None:
+            # Likely passing (a download, a missing dataset): judging it "no valid score" now
+            # would settle it for good; left pending, the next rerun tries again.
+            return unchanged(version, alpha).model_copy(
+                update={
+                    "reason": f"v{version.version} was registered but never gated, and it "
+                    "could not be scored now; it stays pending, aliases left as they were"
+                }
+            )
+        return decide_promotion(version, results, alpha, rescore, name)
+    import mlflow
+
+    decision = PromotionDecision(
+        version=version.version,
+        alias=held[0],
+        promoted=held[0] == CHAMPION,
+        candidate_score=version.metrics.get(GATE_METRIC),
+        alpha=alpha,
+        reason=f"the interrupted gate had already given v{version.version} alias {held[0]}; "
+        "recorded now, aliases left as they were",
+    )
+    _record(mlflow.MlflowClient(), name, decision)
+    return decision
+
+
 def _champion_moved(compared: ModelVersion | None, name: str) -> str | None:
     """The champion now, if it is not the one the candidate was compared with."""
     now = get_version(CHAMPION, name)
@@ -170,26 +236,34 @@ def _champion_moved(compared: ModelVersion | None, name: str) -> str | None:
 
 
 def _record(client: Any, name: str, decision: PromotionDecision) -> None:
-    for key, value in decision.model_dump().items():
-        if value is not None:
-            client.set_model_version_tag(name, decision.version, f"promotion.{key}", str(value))
+    def write() -> None:
+        for key, value in decision.model_dump().items():
+            if value is not None:
+                tag = f"promotion.{key}"
+                client.set_model_version_tag(name, decision.version, tag, str(value))
+        # Last: until this tag is there, a rerun finishes the gate (see settle_registered).
+        client.set_model_version_tag(name, decision.version, GATE_TAG, GATE_DECIDED)
+
+    with_retries(write, f"recording the gate of v{decision.version}")
 
 
-def rescore_champion(
-    champion: ModelVersion,
+def score_version(
+    version: ModelVersion,
     data_yaml: Path,
     out_dir: Path,
     device: str,
     tracking_uri: str,
     name: str = MODEL_NAME,
 ) -> ImageResults:
-    """Score ``champion`` on the gate split of ``data_yaml``: the candidate's own images.
+    """Score a registered version on the gate split of ``data_yaml``.
 
-    A two-stage champion is evaluated as its folder, a detector from its weights, each at its
-    own input size. Returns its per-image top-1 results.
+    The champion is scored on the candidate's own images; a version whose gate was
+    interrupted is scored again on its own. A two-stage version is evaluated as its folder, a
+    detector from its weights, each at its own input size. Returns its per-image top-1
+    results.
     """
-    files = download_version(champion.version, tracking_uri, name)
-    out = out_dir / f"champion-v{champion.version}"
-    champion_size = int(files.meta["imgsz"])
-    report = evaluate(files.model, data_yaml, GATE_SPLIT, out, champion_size, device=device)
+    out = out_dir / f"v{version.version}"
+    files = download_version(version.version, tracking_uri, name, dst=out / "model")
+    size = int(files.meta["imgsz"])
+    report = evaluate(files.model, data_yaml, GATE_SPLIT, out, size, device=device)
     return report.image_correct

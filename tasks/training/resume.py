@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.files import run_folder_lock, write_atomic
-from tasks.training.weights import StartingWeights, Transferred
+from tasks.training.weights import StartingWeights, Transferred, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,17 @@ def checkpoint_state(path: Path) -> Checkpoint:
     training ends, *before* its last callbacks run. A failure after that (a callback, the
     marker write, a kill) leaves a finished training without our marker. Resuming it would
     make ultralytics warn and start a new training with default arguments, so it is reported
-    as finished instead. A corrupt file (a kill while writing) is set aside.
+    as finished instead. A damaged file (a kill while writing) is set aside; any other failure
+    (a checkpoint the restricted loader refuses, a permission or memory error) is raised, not
+    taken as a reason to throw the training away.
     """
     if not path.exists():
         return Checkpoint.NONE
     try:
-        import torch
-
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a kill while writing leaves a truncated file
+        checkpoint = load_checkpoint(path)
+    except OSError as error:  # a kill while writing leaves a truncated file
+        if not path.is_file() or isinstance(error, PermissionError):
+            raise
         aside = path.with_suffix(".corrupt")
         log.warning("checkpoint %s unreadable (%s); moved to %s, starting over", path, error, aside)
         os.replace(path, aside)

@@ -2,10 +2,15 @@
 
 A recipe names the weights a stage starts from (``TrainConfig.weights``,
 ``ClassifierConfig.weights``): an ultralytics release name (``yolov5nu.pt``), a local path or
-an http(s) URL. :func:`resolve_weights` looks in the weights folder first
+an https URL. :func:`resolve_weights` looks in the weights folder first
 (``FINGERSPELL_WEIGHTS_DIR``), so an offline machine with the files beside it trains what an
 online one does; then it reads a local path or downloads. With nothing to be had it returns
 "scratch" and logs one line that says why.
+
+A ``.pt`` file is a pickle, and unpickling runs code. Every checkpoint the project loads goes
+through :func:`load_checkpoint`: ultralytics' restricted loader (``torch.load(weights_only=True)``
+with its allow-list of model classes), after the file's sha256 is checked wherever one was
+recorded. A plain ``http://`` URL is refused: anyone on the path could swap the file.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import urllib.parse
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from tasks.core.files import build_file
+from tasks.core.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +66,14 @@ class StartingWeights(BaseModel):
         return f"{self.path.name} (sha256 {(self.sha256 or '')[:12]}, {self.origin})"
 
     def record(self) -> dict[str, str]:
-        """The flat form kept in a model's metadata and MLflow params."""
+        """The flat form kept in a model's metadata and MLflow params (URL secrets redacted:
+        ``metadata.json`` travels with the model, where no logging filter reaches)."""
+        requested = redact(self.requested or "")
         if self.path is None:
-            return {"name": "scratch", "requested": self.requested or "", "reason": self.reason}
+            return {"name": "scratch", "requested": requested, "reason": redact(self.reason)}
         return {
             "name": self.path.name,
-            "requested": self.requested or "",
+            "requested": requested,
             "sha256": self.sha256 or "",
             "origin": self.origin,
         }
@@ -83,7 +93,7 @@ def _download(source: str, target: Path) -> None:
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
     with build_file(target) as fetched:
-        if source.lower().startswith(("http://", "https://")):
+        if source.lower().startswith("https://"):
             import urllib.request
 
             with urllib.request.urlopen(source, timeout=60) as response:
@@ -101,6 +111,88 @@ def _safe_name(source: str) -> str:
     return Path(urllib.parse.urlsplit(source).path).name or "weights.pt"
 
 
+def _cache_path(source: str, cache_dir: Path) -> Path:
+    """Where a download of ``source`` is kept: one entry per host and path, not per basename.
+
+    Two URLs ending in the same ``best.pt`` are different files. The query string is left out
+    of the key (a signed URL's signature changes, the object does not), and so are credentials.
+    """
+    parts = urllib.parse.urlsplit(source)
+    if not parts.scheme:  # an ultralytics release name
+        return cache_dir / _safe_name(source)
+    where = f"{parts.scheme}://{parts.hostname or ''}:{parts.port or ''}{parts.path}"
+    return cache_dir / hashlib.sha256(where.encode()).hexdigest()[:16] / _safe_name(source)
+
+
+class CheckpointRefused(ValueError):
+    """A ``.pt`` file that is not loaded: its sha256 differs from the recorded one, or it holds
+    more than model weights (objects outside ultralytics' allow-list); the message names it."""
+
+
+def enable_safe_load() -> None:
+    """Make every ultralytics checkpoint load of this process a restricted one.
+
+    Ultralytics reads ``ULTRALYTICS_SAFE_LOAD`` once, at import; where it is imported already,
+    its module flags are set too. Its own loads (``YOLO(path)``, a trainer resuming) then
+    unpickle only model classes, as :func:`load_checkpoint` does.
+    """
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
+    for module in ("ultralytics.utils", "ultralytics.nn.tasks"):
+        if module in sys.modules and hasattr(sys.modules[module], "SAFE_LOAD"):
+            sys.modules[module].SAFE_LOAD = True
+
+
+def verify_sha256(path: Path, expected: str | None) -> None:
+    """Check ``path`` against a recorded sha256 (nothing recorded: nothing to check).
+
+    Raises:
+        CheckpointRefused: The file's digest differs, naming the file and both digests.
+    """
+    if not expected:
+        return
+    actual = sha256_of(path)
+    if actual != expected:
+        raise CheckpointRefused(
+            f"{path}: sha256 {actual[:12]}… differs from the recorded {expected[:12]}…; "
+            "the file changed since it was written, refusing to load it"
+        )
+
+
+def load_checkpoint(path: Path, sha256: str | None = None) -> dict[str, Any]:
+    """Load an ultralytics checkpoint without running code from it.
+
+    Args:
+        path: The ``.pt`` file.
+        sha256: Its recorded digest, checked first when given.
+
+    Returns:
+        The checkpoint dict (``model``/``ema``, ``train_args``, ``epoch``…).
+
+    Raises:
+        FileNotFoundError: No such file (nothing is downloaded here).
+        CheckpointRefused: A digest mismatch, or a pickle that needs more than model classes.
+        OSError: Damaged or unreadable (not a checkpoint archive, or truncated).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    verify_sha256(path, sha256)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; a cut-off one has no directory
+        raise OSError(f"{path}: not a complete checkpoint archive (truncated or not a .pt)")
+    enable_safe_load()
+    from ultralytics.nn.tasks import torch_safe_load
+
+    try:
+        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
+    except TypeError as error:  # ultralytics turns what it cannot or will not load into this
+        text = str(error).strip()
+        if "not a loadable checkpoint" in text:  # damaged: empty, truncated, not a pickle
+            cause = type(error.__cause__).__name__
+            raise OSError(f"{path}: damaged checkpoint ({cause})") from None
+        first = text.splitlines()[0] if text else ""
+        raise CheckpointRefused(f"{path}: refused by the restricted loader: {first}") from None
+    return checkpoint
+
+
 def resolve_weights(
     requested: str | None,
     weights_dir: Path | None,
@@ -110,7 +202,7 @@ def resolve_weights(
     """Find the weights a recipe asks for, or explain why training starts from scratch.
 
     Args:
-        requested: An ultralytics release name, a local path, an http(s) URL, or None.
+        requested: An ultralytics release name, a local path, an https URL, or None.
         weights_dir: Searched first for the name (and its offline stand-ins), if set.
         cache_dir: Where downloads are kept (a second call finds them there).
         download: Fetches a URL or release name into a path (default: http(s) or
@@ -118,9 +210,17 @@ def resolve_weights(
 
     Returns:
         The weights file with its sha256 and origin, or "scratch" with the reason.
+
+    Raises:
+        ValueError: A plain ``http://`` URL (https only).
     """
     if not requested:
         return StartingWeights(requested=None, reason="the recipe names no pretrained weights")
+    if requested.lower().startswith("http://"):
+        raise ValueError(
+            f"weights URL {redact(requested)} is plain http: anyone on the way could replace "
+            "the file, and a .pt file runs code when loaded; use https"
+        )
     name = _safe_name(requested)
     if weights_dir is not None:
         for candidate in (name, *STAND_INS.get(name, ())):
@@ -130,7 +230,7 @@ def resolve_weights(
     local = Path(requested).expanduser()
     if "://" not in requested and local.is_file():
         return _found(requested, local.resolve(), "local")
-    cached = cache_dir / name
+    cached = _cache_path(requested, cache_dir)
     if cached.is_file():
         return _found(requested, cached, "download")
     if "://" not in requested and (os.sep in requested or not requested.endswith(".pt")):
@@ -188,9 +288,7 @@ def transfer(model: Any, weights: StartingWeights) -> Transferred | None:
     """
     if weights.path is None:
         return None
-    import torch
-
-    checkpoint = torch.load(weights.path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(weights.path, weights.sha256)
     source = (checkpoint.get("ema") or checkpoint["model"]).float().state_dict()
     counted = Transferred(source, model.model.state_dict())
     model.load(checkpoint)  # ultralytics copies what matches by name and shape

@@ -3,8 +3,9 @@ no temp folder stays behind.
 
 The child process is held at a chosen point (its staged copy complete, not yet published) by
 a hook that prints and sleeps, so the kill lands there every time, not by a race.
-A pipeline killed while it registers leaves the aliases as they were, and its rerun registers
-the training it had finished without training again. (A training killed mid-epoch resumes:
+A pipeline killed while it registers (after ``register()``, before the gate moved an alias)
+leaves the aliases as they were; its rerun finishes the gate of the version it had registered,
+without training or registering again. (A training killed mid-epoch resumes:
 ``tests/tasks/training/test_detector.py``.)
 """
 
@@ -102,10 +103,10 @@ def test_kill_9_during_augment_then_the_rerun_writes_the_same_files(
 HOLD_REGISTER = """
 import os, sys, time
 import flows.train as module
-def held(*args, **kwargs):
+def held(*args, **kwargs):  # register() has run: the version exists, its gate has not
     os.write(1, b"staged\\n")  # the flows' log_prints would turn a print into a log record
     time.sleep(600)
-module.register = held
+module.decide_promotion = held
 from flows.data import DataParams
 from flows.pipeline import PipelineParams, pipeline_flow
 from tasks.data.augment_config import AugmentConfig
@@ -114,7 +115,7 @@ pipeline_flow(PipelineParams(profile="smoke", data=data))
 """
 
 
-def test_kill_9_while_registering_leaves_the_aliases_and_the_rerun_registers_once(
+def test_kill_9_while_registering_leaves_the_aliases_and_the_rerun_gates_that_version(
     subset_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from mlflow import MlflowClient
@@ -122,7 +123,7 @@ def test_kill_9_while_registering_leaves_the_aliases_and_the_rerun_registers_onc
     from flows.data import DataParams
     from flows.pipeline import PipelineParams, pipeline_flow
     from tasks.core.settings import get_settings
-    from tasks.registry.models import CHAMPION, MODEL_NAME
+    from tasks.registry.models import CHAMPION, GATE_DECIDED, GATE_TAG, MODEL_NAME
 
     monkeypatch.setenv("FINGERSPELL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FINGERSPELL_MLFLOW_TRACKING_URI", raising=False)
@@ -131,7 +132,9 @@ def test_kill_9_while_registering_leaves_the_aliases_and_the_rerun_registers_onc
         _kill_when_staged(HOLD_REGISTER, str(subset_dataset))
         uri = get_settings().tracking_uri
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        assert client.search_registered_models() == [], "killed before anything was registered"
+        registered = client.search_model_versions(f"name='{MODEL_NAME}'")
+        assert [str(v.version) for v in registered] == ["1"], "killed after register()"
+        assert not client.get_registered_model(MODEL_NAME).aliases, "the gate moved nothing"
         results = sorted((tmp_path / "home" / "runs").rglob("results.csv"))
         assert len(results) == 1, "the training had finished"
         trained = results[0].read_text()
@@ -143,5 +146,7 @@ def test_kill_9_while_registering_leaves_the_aliases_and_the_rerun_registers_onc
         versions = client.search_model_versions(f"name='{MODEL_NAME}'")
         assert [str(v.version) for v in versions] == [outcome.model.version] == ["1"]
         assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+        assert client.get_model_version(MODEL_NAME, "1").tags[GATE_TAG] == GATE_DECIDED
+        assert not outcome.decision.reason.startswith("nothing changed")
     finally:
         get_settings.cache_clear()

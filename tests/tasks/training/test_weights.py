@@ -63,7 +63,9 @@ def test_a_download_lands_in_the_cache_once(tmp_path: Path):
     url = "https://user:secret@example.org/models/best.pt?token=abc"
     first = resolve_weights(url, None, tmp_path / "cache", download=fake_download)
     again = resolve_weights(url, None, tmp_path / "cache", download=fake_download)
-    assert first.origin == "download" and first.path == tmp_path / "cache" / "best.pt"
+    assert first.origin == "download" and first.path.name == "best.pt"
+    assert first.path.parent.parent == tmp_path / "cache", "one entry per host and path"
+    assert "secret" not in str(first.path) and "abc" not in str(first.path)
     assert again.path == first.path and calls == [url], "the cached file is reused"
 
 
