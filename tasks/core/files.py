@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import glob
+import hashlib
 import logging
 import os
 import re
@@ -226,3 +227,12 @@ def run_folder_lock(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -14,7 +14,6 @@ The model comes from MediaPipe's ``hand_landmarker.task`` bundle (a zip holding
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import zipfile
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+
+from tasks.core.files import sha256_of
 
 TASK_FILE = "hand_landmarker.task"
 TASK_URL = (
@@ -65,15 +66,6 @@ class Hand(NamedTuple):
         return float(x.min()), float(y.min()), float(x.max()), float(y.max())
 
 
-def sha256_of_file(path: Path) -> str:
-    """The sha256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_task(path: Path, sha256: str | None = None) -> bytes:
     """The landmark network inside a ``hand_landmarker.task`` bundle.
 
@@ -87,7 +79,7 @@ def read_task(path: Path, sha256: str | None = None) -> bytes:
     """
     if not path.is_file():
         raise LandmarkError(f"hand landmark model {path} is missing")
-    if sha256 is not None and (found := sha256_of_file(path)) != sha256:
+    if sha256 is not None and (found := sha256_of(path)) != sha256:
         raise LandmarkError(
             f"hand landmark model {path} has sha256 {found}, not the {sha256} its model recorded"
         )

@@ -88,8 +88,8 @@ def log_model(
     import pandas as pd
     from mlflow.models import infer_signature
 
+    from tasks.core.files import sha256_of
     from tasks.registry.pyfunc_model import OUTPUT_COLUMNS, AslDetectorModel
-    from tasks.training.weights import sha256_of
 
     with tempfile.TemporaryDirectory() as tmp:
         files = {"onnx": onnx, "weights": weights} | ({"int8": int8} if int8 else {})

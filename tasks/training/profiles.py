@@ -154,11 +154,11 @@ PERSONAL_LR = 0.0002
 
 def _trained_imgsz(checkpoint: Path, default: int) -> int:
     """The input size an ultralytics ``checkpoint`` was trained at (``default`` if it has none)."""
-    import torch  # here only: importing the profiles stays cheap
+    from tasks.training.weights import load_checkpoint  # here only: profiles import cheaply
 
     try:
-        args = torch.load(checkpoint, map_location="cpu", weights_only=False).get("train_args")
-    except EOFError:  # an empty stand-in (unit tests); training would refuse a real one
+        args = load_checkpoint(checkpoint).get("train_args")
+    except (OSError, EOFError):  # an empty stand-in (unit tests); training would refuse it
         return default
     size = (args or {}).get("imgsz", default)
     return int(size if isinstance(size, int) else size[0])

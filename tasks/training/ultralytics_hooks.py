@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from tasks.core.redact import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +73,7 @@ class MlflowLogger:
         # A resumed run must not re-log (params are immutable).
         logged = set(self.client.get_run(self.run_id).data.params)
         return [
-            Param(f"yolo.{k}", str(v)[:6000])
+            Param(f"yolo.{k}", redact(str(v))[:6000])  # a weights URL may be signed
             for k, v in sorted(self._args.items())
             if f"yolo.{k}" not in logged
         ]

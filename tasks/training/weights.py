@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from tasks.core.files import build_file
+from tasks.core.files import build_file, sha256_of
 from tasks.core.redact import redact
 
 log = logging.getLogger(__name__)
@@ -77,15 +77,6 @@ class StartingWeights(BaseModel):
             "sha256": self.sha256 or "",
             "origin": self.origin,
         }
-
-
-def sha256_of(path: Path) -> str:
-    """The file's sha256 (hex)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download(source: str, target: Path) -> None:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tasks.core.files import sha256_of
 from tasks.data.yolo_format import label_path, list_images, read_boxes_xyxy
 from tasks.inference.landmarks import (
     FEATURES,
@@ -17,7 +18,6 @@ from tasks.inference.landmarks import (
     LandmarkReader,
     features,
     read_task,
-    sha256_of_file,
     square_patch,
 )
 
@@ -52,7 +52,7 @@ def test_read_task_names_the_file_when_missing_wrong_or_not_a_bundle(
         bundle.writestr("hand_detector.tflite", b"palm only")
     with pytest.raises(LandmarkError, match=f"{other} is not a MediaPipe"):
         read_task(other)
-    assert read_task(landmarker_task, sha256_of_file(landmarker_task))[:8]
+    assert read_task(landmarker_task, sha256_of(landmarker_task))[:8]
 
 
 def test_a_hand_is_found_and_its_points_lie_in_its_box(
