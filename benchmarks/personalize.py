@@ -76,6 +76,14 @@ def main() -> None:
         ("simulated signer top-1", outcome.before["learner"], outcome.after["learner"]),
         ("base valid top-1", outcome.before["base"], outcome.after["base"]),
     ]
+    metrics = outcome.model.metrics
+    for part in ("pixel", "landmark", "fused"):  # each part of a fused model, if it has them
+        if f"learner_{part}_top1_before" in metrics:
+            name = f"  signer, {part} alone" if part != "fused" else "  signer, fused (boxes)"
+            before, after = (metrics[f"learner_{part}_top1_{w}"] for w in ("before", "after"))
+            rows.append((name, before, after))
+            result[f"learner_{part}_top1_before"] = metrics[f"learner_{part}_top1_before"]
+            result[f"learner_{part}_top1_after"] = metrics[f"learner_{part}_top1_after"]
     print(f"{'':26}{'before':>8}{'after':>8}")
     for name, before, after in rows:
         print(f"{name:26}{before:8.3f}{after:8.3f}")

@@ -46,6 +46,7 @@ from tasks.registry.models import (
 )
 from tasks.registry.tracking import with_retries
 from tasks.training.detector import PLACEMENT
+from tasks.training.fusion_choice import part_scores
 from tasks.training.profiles import personal
 
 SPLITS = {"base": "valid", "learner": "valid"}  # scored before and after, on these
@@ -221,6 +222,10 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
             for when, scores in (("before", before), ("after", after))
             for name, value in scores.items()
         }
+        # Each part of a fused model on the learner's held-out frames (pixels, landmarks).
+        for when, folder in (("before", files.model), ("after", trained.model)):
+            for part, value in part_scores(folder, learner_data.data_yaml, "valid").items():
+                metrics[f"learner_{part}_top1_{when}"] = value
         for key, value in metrics.items():
             client.log_metric(top, key, value)
         metrics |= reports["base"].metrics_dict()

@@ -13,6 +13,7 @@ must agree). Test is never read here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import cv2
@@ -168,3 +169,34 @@ def choose_rule(
         metrics["box_valid_top1_fused"] = by_weight[chosen]["valid_top1"]
         metrics["shifted_valid_top1_fused"] = by_weight[chosen]["shifted_top1"]
     return Choice(rule, rows, metrics)
+
+
+def part_scores(folder: Path, data_yaml: Path, split: str) -> dict[str, float]:
+    """Top-1 of each reading of a fused model on a split's labelled boxes: what each part does.
+
+    Args:
+        folder: A model folder (or a downloaded MLflow model).
+        data_yaml: The dataset.
+        split: Its split to read.
+
+    Returns:
+        ``{"pixel", "landmark", "fused"}`` shares of boxes read right (a box with no hand
+        found counts as wrong for all three, as the recognizer does not read it); empty for a
+        model without landmarks.
+    """
+    from tasks.inference.recognizer import Recognizer
+    from tasks.training.landmark_classifier import extract
+
+    fused = Recognizer.load(str(folder)).fused
+    if fused is None:
+        return {}
+    rule = fused.rule
+    config = LandmarkConfig(crop_pad=rule.crop_pad, presence=rule.presence)
+    boxes = extract(data_yaml, split, fused.reader, config)
+    readings = read_split(boxes, fused.pixels, fused.landmarks, fused.reader, config)
+    total = max(len(readings.labels), 1)
+    weights = {"pixel": 0.0, "landmark": 1.0, "fused": rule.landmark_weight}
+    return {
+        part: correct(readings, rule.model_copy(update={"landmark_weight": weight})) / total
+        for part, weight in weights.items()
+    }

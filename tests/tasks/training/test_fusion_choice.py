@@ -73,3 +73,14 @@ def test_the_shift_changes_a_frame_but_keeps_its_size() -> None:
     out = shift(image, np.random.default_rng(1))
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - image).mean() > 5
+
+
+def test_part_scores_read_each_part_of_a_fused_model(fused_model, subset_dataset, two_stage_model):
+    from tasks.training.fusion_choice import part_scores
+
+    parts = part_scores(fused_model, subset_dataset / "data.yaml", "valid")
+    assert set(parts) == {"pixel", "landmark", "fused"}
+    assert all(0.0 <= value <= 1.0 for value in parts.values())
+    assert part_scores(two_stage_model, subset_dataset / "data.yaml", "valid") == {}, (
+        "a model without landmarks has no parts to show"
+    )
