@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tasks.core.records import Box, Detection
+from tasks.core.records import Detection
 from tasks.inference.runtime import open_session
 
 CLASSIFIER_ONNX = "classifier.onnx"  # the (first) letter classifier of a two-stage folder
@@ -143,19 +143,38 @@ class CropClassifier:
                 probs = self.probabilities(image, box)
             except ValueError:  # a sliver of a box at the border: nothing to read
                 continue
-            for cid in np.argsort(-probs)[:per_hand].tolist():
-                score = hand.confidence * float(probs[cid])
-                if score > conf:
-                    found.append(
-                        Detection(
-                            letter=self.names[cid],
-                            class_id=cid,
-                            confidence=score,
-                            box=Box(x1=box[0], y1=box[1], x2=box[2], y2=box[3]),
-                        )
-                    )
-        found.sort(key=lambda d: -d.confidence)
-        return tuple(found[:max_det])
+            found += hand_letters(hand, probs, self.names, conf, per_hand)
+        return best_first(found, max_det)
+
+
+def hand_letters(
+    hand: Detection,
+    probs: np.ndarray,
+    names: Sequence[str],
+    conf: float,
+    per_hand: int,
+    landmarks: tuple[tuple[float, float], ...] | None = None,
+) -> list[Detection]:
+    """A hand's most likely letters: confidence = P(hand) × P(letter), above ``conf``."""
+    letters = []
+    for cid in np.argsort(-probs)[:per_hand].tolist():
+        score = hand.confidence * float(probs[cid])
+        if score > conf:
+            letters.append(
+                Detection(
+                    letter=names[cid],
+                    class_id=cid,
+                    confidence=score,
+                    box=hand.box,
+                    landmarks=landmarks,
+                )
+            )
+    return letters
+
+
+def best_first(found: list[Detection], max_det: int) -> tuple[Detection, ...]:
+    """The ``max_det`` most confident detections, best first."""
+    return tuple(sorted(found, key=lambda d: -d.confidence)[:max_det])
 
 
 class _Member:

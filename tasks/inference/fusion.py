@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from tasks.core.records import Box, Detection, Record
-from tasks.inference.crop_classifier import CropClassifier
+from tasks.core.records import Detection, Record
+from tasks.inference.crop_classifier import CropClassifier, best_first, hand_letters
 from tasks.inference.landmarks import (
     CROP_PAD,
     FEATURES,
@@ -159,17 +159,5 @@ class FusedReader:
             except ValueError:  # a sliver of a box at the border: nothing to read
                 continue
             points = tuple((float(x), float(y)) for x, y, _ in hand.points)
-            for cid in np.argsort(-probs)[:per_hand].tolist():
-                score = det.confidence * float(probs[cid])
-                if score > conf:
-                    found.append(
-                        Detection(
-                            letter=self.names[cid],
-                            class_id=cid,
-                            confidence=score,
-                            box=Box(x1=box[0], y1=box[1], x2=box[2], y2=box[3]),
-                            landmarks=points,
-                        )
-                    )
-        found.sort(key=lambda d: -d.confidence)
-        return tuple(found[:max_det])
+            found += hand_letters(det, probs, self.names, conf, per_hand, points)
+        return best_first(found, max_det)
