@@ -113,3 +113,12 @@ def bundle_artifacts(folder: Path) -> dict[str, Path]:
         artifacts["landmarks"] = folder / LANDMARK_ONNX
         artifacts["hand_landmarker"] = folder / TASK_FILE
     return artifacts
+
+
+def fusion_parts(folder: Path) -> tuple[Path, Path, FusionRule] | None:
+    """A fused ``folder``'s landmark classifier, task file and rule (for :func:`assemble`)."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    rule = meta.get("fusion")
+    if not rule:
+        return None
+    return folder / LANDMARK_ONNX, folder / TASK_FILE, FusionRule.model_validate(rule)

@@ -12,7 +12,13 @@ from pathlib import Path
 from tasks.core.records import DatasetRef
 from tasks.evaluation.evaluate import evaluate
 from tasks.evaluation.report import EvalReport
-from tasks.inference.bundle import CLASSIFIER_WEIGHTS, assemble, crop_settings, extra_classifiers
+from tasks.inference.bundle import (
+    CLASSIFIER_WEIGHTS,
+    assemble,
+    crop_settings,
+    extra_classifiers,
+    fusion_parts,
+)
 from tasks.inference.export import quantize_int8
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,7 @@ def int8_variant(
             detector_int8=int8,
             mirror=mirror,
             extra_classifiers=extra_classifiers(two_stage),
+            landmarks=fusion_parts(two_stage),  # scored as shipped: fused like the fp32 one
         )
     report = evaluate(scored, dataset.data_yaml, fp32.split, out_dir / "int8", imgsz=imgsz)
     kept = int8_matches(fp32, report)

@@ -68,3 +68,38 @@ def test_ensemble_members_land_beside_the_first_classifier(tmp_path: Path):
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["classifiers"] == ["classifier.onnx", "classifier-1.onnx"]
     assert extra_classifiers(folder) == [folder / "classifier-1.onnx"]
+
+
+def test_a_fused_folder_carries_its_landmark_files_rule_and_figures(tmp_path: Path):
+    from tasks.inference.bundle import bundle_artifacts, fusion_parts
+    from tasks.inference.fusion import FusionRule
+
+    detector, classifier, weights = _files(tmp_path)
+    lm, task = tmp_path / "in" / "lm.onnx", tmp_path / "in" / "x.task"
+    lm.write_bytes(b"mlp")
+    task.write_bytes(b"bundle")
+    rule = FusionRule(landmark_weight=0.7, pixel_temperature=1.2, task_sha256="ab")
+    folder = assemble(
+        detector, classifier, weights, tmp_path / "model", pad=0.2,
+        landmarks=(lm, task, rule), fusion_figures={"box_valid_top1_fused": 0.9},
+    )  # fmt: skip
+    assert (folder / "landmarks.onnx").read_bytes() == b"mlp"
+    assert (folder / "hand_landmarker.task").read_bytes() == b"bundle"
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["fusion_figures"] == {"box_valid_top1_fused": 0.9}
+    assert fusion_parts(folder) == (
+        folder / "landmarks.onnx",
+        folder / "hand_landmarker.task",
+        rule,
+    )
+    artifacts = bundle_artifacts(folder)
+    assert artifacts["landmarks"].name == "landmarks.onnx"
+    assert artifacts["hand_landmarker"].name == "hand_landmarker.task"
+    # An int8 variant assembled from it (as int8_choice does) is fused like the original.
+    again = assemble(
+        detector, classifier, weights, tmp_path / "int8", pad=0.2, detector_int8=detector,
+        landmarks=fusion_parts(folder),
+    )  # fmt: skip
+    assert fusion_parts(again) is not None
+    plain = assemble(detector, classifier, weights, tmp_path / "plain", pad=0.2)
+    assert fusion_parts(plain) is None and "landmarks" not in bundle_artifacts(plain)
