@@ -27,7 +27,7 @@ from tasks.inference.bundle import assemble, bundle_artifacts
 from tasks.inference.export import export_onnx
 from tasks.training.classifier import ClassifierConfig, train_classifier
 from tasks.training.detector import TrainConfig, TrainResult, resolve_device, train
-from tasks.training.landmark_stage import LandmarkStage, train_landmark_stage
+from tasks.training.landmark_stage import LandmarkStage, summary, train_landmark_stage
 from tasks.training.weights import StartingWeights
 
 
@@ -123,6 +123,7 @@ def landmark_stage(
         })  # fmt: skip
         mlflow_runs.set_tag(client, run, "landmarks.started_from", stage.started_from.describe())
         create_table_artifact(key="fusion-choice", table=stage.rows)
+        create_markdown_artifact(key="landmarks", markdown=summary(stage))
     return stage
 
 

@@ -213,12 +213,24 @@ def _when(millis: int | None) -> datetime | None:
     return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
 
 
-def fusion_rows(folder: Path) -> list[dict[str, Any]]:
-    """Pixel, landmark and fused top-1 of a fused model folder (its ``metadata.json``)."""
+def _fusion_figures(folder: Path) -> dict[str, float]:
     meta_path = folder / "metadata.json"
     if not meta_path.is_file():
-        return []
-    figures = json.loads(meta_path.read_text()).get("fusion_figures", {})
+        return {}
+    return dict(json.loads(meta_path.read_text()).get("fusion_figures", {}))
+
+
+def landmark_misses(folder: Path) -> tuple[int, int] | None:
+    """How many train and valid labelled boxes held no hand by the landmark network."""
+    figures = _fusion_figures(folder)
+    if "landmark_train_missing" not in figures:
+        return None
+    return int(figures["landmark_train_missing"]), int(figures["landmark_valid_missing"])
+
+
+def fusion_rows(folder: Path) -> list[dict[str, Any]]:
+    """Pixel, landmark and fused top-1 of a fused model folder (its ``metadata.json``)."""
+    figures = _fusion_figures(folder)
     rows = []
     for reading in ("pixel", "landmark", "fused"):
         valid = figures.get(f"box_valid_top1_{reading}")

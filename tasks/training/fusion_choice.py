@@ -165,9 +165,8 @@ def choose_rule(
         "shifted_valid_top1_pixel": by_weight[0.0]["shifted_top1"],
         "shifted_valid_top1_landmark": by_weight[1.0]["shifted_top1"],
     }
-    if chosen in by_weight:
-        metrics["box_valid_top1_fused"] = by_weight[chosen]["valid_top1"]
-        metrics["shifted_valid_top1_fused"] = by_weight[chosen]["shifted_top1"]
+    metrics["box_valid_top1_fused"] = correct(valid, rule) / n_valid
+    metrics["shifted_valid_top1_fused"] = correct(shifted, rule) / n_shift
     return Choice(rule, rows, metrics)
 
 

@@ -99,3 +99,20 @@ def train_landmark_stage(
     }
     log.info("fusion rule %s (%s)", choice.rule, metrics)
     return LandmarkStage(trained.onnx, task.path, choice.rule, metrics, choice.rows, task)
+
+
+def summary(stage: LandmarkStage) -> str:
+    """What the landmark stage found and chose, as Markdown (the Prefect UI shows it)."""
+    m, rule = stage.metrics, stage.rule
+    rows = "".join(
+        f"| {part} | {m[f'box_valid_top1_{part}']:.3f} | {m[f'shifted_valid_top1_{part}']:.3f} |\n"
+        for part in ("pixel", "landmark", "fused")
+    )
+    return (
+        f"**Hand landmarks** ({stage.started_from.describe()}): no hand found in "
+        f"{m['landmark_train_missing']:.0f} train and {m['landmark_valid_missing']:.0f} valid "
+        "labelled boxes (counted as wrong, not dropped).\n\n"
+        "| top-1 on valid's boxes | valid | webcam-shifted valid |\n|---|---|---|\n"
+        f"{rows}\nFusion: landmark weight {rule.landmark_weight:.1f}; temperatures pixel "
+        f"{rule.pixel_temperature:.2f}, landmark {rule.landmark_temperature:.2f}."
+    )

@@ -17,6 +17,7 @@ from ui.model_info import (
     check_tracking,
     confusion_png,
     fusion_rows,
+    landmark_misses,
     list_versions,
     per_letter,
 )
@@ -136,6 +137,11 @@ if recognizer.fused is not None:
     )
     if figures:
         st.dataframe(pd.DataFrame(figures).set_index("reading").style.format("{:.3f}"))
+    if (missing := landmark_misses(recognizer.source.path.parent)) is not None:
+        st.caption(
+            f"The landmark network found no hand in {missing[0]} train and {missing[1]} valid "
+            "labelled boxes: those are counted as wrong above, never dropped."
+        )
 
 split = st.radio("Split", ["test", "valid"], horizontal=True, key="model_split")
 letters, confusion = _evaluation(uri, details.evaluate_run_id, split)

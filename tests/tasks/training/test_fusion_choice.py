@@ -64,8 +64,9 @@ def test_the_even_mean_stays_unless_another_weight_is_clearly_better() -> None:
 
 def test_a_fixed_weight_in_the_recipe_is_kept() -> None:
     valid = _readings([True] * 10, [True] * 10)
-    rule = choose_rule(valid, valid, LandmarkConfig(landmark_weight=0.3), None).rule
-    assert rule.landmark_weight == 0.3
+    choice = choose_rule(valid, valid, LandmarkConfig(landmark_weight=0.35), None)
+    assert choice.rule.landmark_weight == 0.35, "off the candidates' grid too"
+    assert choice.metrics["box_valid_top1_fused"] == 1.0
 
 
 def test_the_shift_changes_a_frame_but_keeps_its_size() -> None:
@@ -84,3 +85,17 @@ def test_part_scores_read_each_part_of_a_fused_model(fused_model, subset_dataset
     assert part_scores(two_stage_model, subset_dataset / "data.yaml", "valid") == {}, (
         "a model without landmarks has no parts to show"
     )
+
+
+def test_the_stage_summary_shows_what_was_missed_and_chosen(tmp_path):
+    from tasks.training.landmark_stage import LandmarkStage, summary
+    from tasks.training.weights import StartingWeights
+
+    valid = _readings([True] * 10, [True] * 9 + [False])
+    choice = choose_rule(valid, valid, LandmarkConfig(), "abc")
+    metrics = {**choice.metrics, "landmark_train_missing": 3.0, "landmark_valid_missing": 1.0}
+    start = StartingWeights(requested="hand_landmarker.task")
+    stage = LandmarkStage(tmp_path, tmp_path, choice.rule, metrics, choice.rows, start)
+    text = summary(stage)
+    assert "no hand found in 3 train and 1 valid" in text
+    assert "| landmark | 0.900 | 0.900 |" in text and f"{choice.rule.landmark_weight:.1f}" in text
