@@ -13,11 +13,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows import mlflow_runs
 from tasks.core.settings import get_settings, prepare_environment
 from tasks.inference.batch_predict import PredictReport, expand_inputs, predict_images
 from tasks.inference.recognizer import Recognizer
 from tasks.registry.models import CHAMPION, MODEL_NAME
-from tasks.registry.tracking import configure_mlflow
 
 
 class PredictParams(BaseModel):
@@ -62,7 +62,8 @@ def predict_flow(params: PredictParams) -> PredictReport:
     settings = get_settings()
     prepare_environment(settings)
     if "://" in params.model or params.model.startswith(("models:/", "runs:/")):
-        configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+        # As every flow opens MLflow: credentials from Secret blocks, a reachability check.
+        mlflow_runs.connect(settings)
     out_dir = params.output or settings.home / "predictions" / time.strftime("%Y%m%d-%H%M%S")
     report = predict_task(params, out_dir, settings.home / "models")
     create_table_artifact(

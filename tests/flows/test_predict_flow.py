@@ -31,3 +31,25 @@ def test_predict_flow_reports_skips_and_succeeds(
     assert len(report.skipped) == 1 and report.skipped[0].image.endswith("zz-corrupt.png")
     assert report.csv_path.is_relative_to(tmp_path / "home" / "predictions")
     assert report.csv_path.exists() and report.json_path.exists()
+
+
+def test_predict_flow_opens_mlflow_as_every_flow_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A registry URI goes through the flows' one way into MLflow (credentials from Secret
+    blocks, a reachability check), not a way of its own."""
+    from flows import mlflow_runs, predict
+
+    opened: list[str] = []
+
+    def connect(settings: object) -> None:
+        opened.append(str(settings.tracking_uri))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setenv("FINGERSPELL_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    monkeypatch.setattr(mlflow_runs, "connect", connect)
+    with pytest.raises(RuntimeError, match="stop here"):
+        predict.predict_flow.fn(PredictParams(inputs=[str(tmp_path)], model="models:/x@y"))
+    get_settings.cache_clear()
+    assert opened and opened[0].startswith("sqlite:///")
