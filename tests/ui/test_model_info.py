@@ -82,3 +82,21 @@ def test_tracking_credentials_never_reach_the_page_message():
     # Whoever builds the message (the pages echo MLflow's errors), the page gets it redacted.
     problem = ModelUnavailable("unreachable", "GET https://h/api?token=FAKETOKEN failed")
     assert str(problem) == "GET https://h/api?token=*** failed"
+
+
+def test_the_parts_of_a_fused_model_are_read_from_its_metadata(tmp_path):
+    import json
+
+    from ui.model_info import fusion_rows, landmark_misses
+
+    assert fusion_rows(tmp_path) == [] and landmark_misses(tmp_path) is None, "no metadata"
+    figures = {
+        f"{kind}_top1_{part}": value
+        for part, value in (("pixel", 0.7), ("landmark", 0.9), ("fused", 0.92))
+        for kind in ("box_valid", "shifted_valid")
+    } | {"landmark_train_missing": 32.0, "landmark_valid_missing": 1.0}
+    (tmp_path / "metadata.json").write_text(json.dumps({"fusion_figures": figures}))
+    rows = fusion_rows(tmp_path)
+    assert [row["reading"] for row in rows] == ["pixel", "landmark", "fused"]
+    assert rows[2] == {"reading": "fused", "valid": 0.92, "shifted valid": 0.92}
+    assert landmark_misses(tmp_path) == (32, 1)
