@@ -1,4 +1,4 @@
-"""The YOLO format: label lines, label files, image listing and data.yaml, on files the test writes."""
+"""The YOLO format: label lines and files, image listing and data.yaml, on files written here."""
 
 from __future__ import annotations
 
