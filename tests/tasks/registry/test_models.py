@@ -158,7 +158,7 @@ def test_register_find_and_alias(store: dict[str, Any]):
     assert champion.metrics == {"valid_top1": 0.75}
 
 
-def test_get_version_raises_when_the_store_fails(monkeypatch: pytest.MonkeyPatch):
+def test_get_version_raises_when_the_store_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """Only "no such alias" means none: a server that is down must not read as no champion."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -168,4 +168,4 @@ def test_get_version_raises_when_the_store_fails(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(mlflow.MlflowClient, "get_model_version_by_alias", down)
     with pytest.raises(MlflowException, match="connection refused"):
-        get_version(CHAMPION, NAME, "sqlite:///unused.db")
+        get_version(CHAMPION, NAME, f"sqlite:///{tmp_path / 'unused.db'}")
