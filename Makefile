@@ -32,7 +32,7 @@ ifneq ($(wildcard $(SHARED_WEIGHTS)/*.pt),)
 export FINGERSPELL_WEIGHTS_DIR ?= $(SHARED_WEIGHTS)
 endif
 
-.PHONY: setup demo app test test-fast test-py lint format bench serve clean
+.PHONY: setup demo app test test-fast test-py check-extras lint format bench serve clean
 
 setup: $(STAMP)
 
@@ -79,6 +79,11 @@ test-py:
 	$(PY_VENV)/bin/python --version
 	$(PY_VENV)/bin/fingerspell --help >/dev/null
 	$(PY_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# pip's own resolution of `pip install .`, `.[app]` and `.[gcp]` (a dry run against the package
+# index and the lock, a few minutes): the app gets no Google Cloud package, gcp no Streamlit.
+check-extras: setup
+	$(BIN)/python tests/test_packaging.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -2,12 +2,17 @@
 
 Offline and fast: each install's closure is walked through the metadata of the distributions
 installed here (``make setup`` installs the whole lock, so these are the locked versions).
-docs/running.md shows the same with ``pip install --dry-run --report`` against PyPI.
+``make check-extras`` runs this file as a script: pip resolves each install against the package
+index and the lock (``pip install --dry-run --report``) and the same bars are checked.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import tempfile
 import tomllib
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -100,3 +105,32 @@ def test_requires_python_admits(version: str):
     from packaging.specifiers import SpecifierSet
 
     assert version in SpecifierSet(PROJECT["requires-python"])
+
+
+def resolve_with_pip(extras: str) -> set[str]:
+    """What ``pip install '.[extras]'`` would install here (a dry run against the lock)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        target = f"{REPO}[{extras}]" if extras else str(REPO)
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                   "--quiet", "-c", str(REPO / "constraints.txt"), "--report", str(report),
+                   target]  # fmt: skip
+        subprocess.run(command, check=True)
+        installs = json.loads(report.read_text())["install"]
+    return {_canonical(item["metadata"]["name"]) for item in installs} - {"fingerspell"}
+
+
+def main() -> int:
+    """Check the bars against pip's own resolution; print what each install holds."""
+    failures = 0
+    for extras, banned in (("", (GOOGLE_CLOUD, APP)), ("app", (GOOGLE_CLOUD,)), ("gcp", (APP,))):
+        names = resolve_with_pip(extras)
+        found = sorted(name for name in names if any(p.match(name) for p in banned))
+        label = f".[{extras}]" if extras else "."
+        print(f"{label}: {len(names)} distributions; forbidden: {found or 'none'}")
+        failures += bool(found)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
