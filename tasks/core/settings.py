@@ -13,6 +13,7 @@ values down; tasks take plain arguments and never re-read the environment.
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,6 +40,25 @@ QUIET_ENV: dict[str, str] = {
 }
 
 
+# MLFLOW_TRACKING_URI as this process found it. mlflow.set_tracking_uri() writes the URI it is
+# told into that variable (for subprocesses), so afterwards it names the store the last flow or
+# test pointed MLflow at, not the user's choice.
+_MLFLOW_URI_AT_START = os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def users_mlflow_tracking_uri() -> str | None:
+    """The user's ``MLFLOW_TRACKING_URI``, not the copy MLflow exports once told a store.
+
+    Returns:
+        The variable as it is now while MLflow has not been given a URI in this process, else
+        as it was when this module was imported; ``None`` when unset or empty.
+    """
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None and getattr(tracking, "_tracking_uri", None) is not None:
+        return _MLFLOW_URI_AT_START
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
 class Settings(BaseSettings):
     """Where Fingerspell keeps its data and how it reaches MLflow and the dataset."""
 
@@ -56,10 +76,8 @@ class Settings(BaseSettings):
         default=Path(".fingerspell"),
         description="Data home: datasets, MLflow sqlite store and artifacts, ultralytics settings.",
     )
-    # An alias replaces the prefix, so the project's name is spelled out; the first one set wins.
     mlflow_tracking_uri: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("FINGERSPELL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        default_factory=users_mlflow_tracking_uri,
         description="MLflow tracking URI (else MLFLOW_TRACKING_URI); "
         "default sqlite:///<home>/mlflow.db.",
     )
@@ -67,6 +85,7 @@ class Settings(BaseSettings):
         default=None,
         description="Artifact location for new experiments; default <home>/mlartifacts.",
     )
+    # An alias replaces the prefix, so the project's name is spelled out; the first one set wins.
     experiment: str = Field(
         default="fingerspell",
         validation_alias=AliasChoices("FINGERSPELL_EXPERIMENT", "MLFLOW_EXPERIMENT_NAME"),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from tasks.core import settings as settings_module
 from tasks.core.settings import Settings, get_settings, prepare_environment
 
 _VARIABLES = (
@@ -21,12 +23,21 @@ _VARIABLES = (
 )
 
 
+_MLFLOW_URI_STATE = "mlflow.tracking._tracking_service.utils"
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No variable of the developer's shell leaks in; the data home is a fresh folder."""
+    """No variable of the developer's shell leaks in; the data home is a fresh folder.
+
+    Nor does a URI an earlier test gave MLflow in this process (see the last tests).
+    """
     for name in _VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FINGERSPELL_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(settings_module, "_MLFLOW_URI_AT_START", None)
+    if (state := sys.modules.get(_MLFLOW_URI_STATE)) is not None:
+        monkeypatch.setattr(state, "_tracking_uri", None)
 
 
 def test_defaults_keep_everything_in_the_data_home(tmp_path: Path):
@@ -112,3 +123,29 @@ def test_prepare_environment_makes_the_home_and_keeps_set_values(
     assert settings.home.is_dir()
     assert os.environ["YOLO_CONFIG_DIR"] == str(settings.yolo_config_dir)
     assert os.environ["NO_ALBUMENTATIONS_UPDATE"] == "keep"
+
+
+def test_the_copy_mlflow_exports_is_not_taken_for_the_users_choice(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI; a later flow or test in the same
+    process, with another data home, must not inherit the store the last one used."""
+    import mlflow
+
+    state = sys.modules[_MLFLOW_URI_STATE]
+    monkeypatch.setattr(state, "_tracking_uri", None)  # restored, with the variable, after
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///placeholder.db")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'last-flow.db'}")
+    assert os.environ["MLFLOW_TRACKING_URI"].endswith("last-flow.db")  # what MLflow does
+    settings = Settings()
+    assert settings.tracking_uri == f"sqlite:///{settings.home / 'mlflow.db'}"
+
+
+def test_the_users_variable_survives_mlflow_being_told_a_store(monkeypatch: pytest.MonkeyPatch):
+    """The variable as the process started with it still counts once MLflow was told a store."""
+    monkeypatch.setattr(settings_module, "_MLFLOW_URI_AT_START", "https://mlflow.example/")
+    monkeypatch.setitem(
+        sys.modules, _MLFLOW_URI_STATE, type("State", (), {"_tracking_uri": "https://x/"})
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://x/")
+    assert Settings().tracking_uri == "https://mlflow.example/"

@@ -7,7 +7,9 @@ plain artifact folder, which is all the registry looks at.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,26 @@ def test_serving_requirements_pin_what_is_installed():
     assert len(requirements) == len(models._SERVING_PACKAGES)
 
 
+@contextmanager
+def mlflow_uris_restored() -> Iterator[pytest.MonkeyPatch]:
+    """Put back MLflow's process-wide URIs and the variables it exports for them afterwards.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI``; setting the old URI again
+    would pin MLflow to it, so the module globals and the variables are restored as they were.
+    """
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tracking, "_tracking_uri", tracking._tracking_uri)
+        patch.setattr(registry, "_registry_uri", registry._registry_uri)
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            patch.setenv(name, os.environ.get(name, ""))  # records the value, or its absence
+            if not os.environ[name]:
+                patch.delenv(name)
+        yield patch
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A sqlite store with one run whose ``model`` folder looks logged; URIs restored after."""
@@ -109,21 +131,19 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = mlflow.MlflowClient()
-    experiment = client.create_experiment("models", (root / "artifacts").as_uri())
-    run = client.create_run(experiment)
-    folder = root / "model"
-    folder.mkdir()
-    (folder / "metadata.json").write_text("{}")
-    (folder / "MLmodel").write_text("flavors: {}\n")  # what makes a run folder registrable
-    client.log_artifacts(run.info.run_id, str(folder), "model")
-    client.set_terminated(run.info.run_id)
-    yield {"uri": uri, "run_id": run.info.run_id, "client": client}
-    mlflow.set_tracking_uri(previous[0])
-    mlflow.set_registry_uri(previous[1])
+    with mlflow_uris_restored():
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        client = mlflow.MlflowClient()
+        experiment = client.create_experiment("models", (root / "artifacts").as_uri())
+        run = client.create_run(experiment)
+        folder = root / "model"
+        folder.mkdir()
+        (folder / "metadata.json").write_text("{}")
+        (folder / "MLmodel").write_text("flavors: {}\n")  # what makes a run folder registrable
+        client.log_artifacts(run.info.run_id, str(folder), "model")
+        client.set_terminated(run.info.run_id)
+        yield {"uri": uri, "run_id": run.info.run_id, "client": client}
 
 
 def test_register_find_and_alias(store: dict[str, Any]):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -21,15 +23,31 @@ from tasks.registry.tracking import (
 )
 
 
+@contextmanager
+def mlflow_uris_restored() -> Iterator[pytest.MonkeyPatch]:
+    """Put back MLflow's process-wide URIs and the variables it exports for them afterwards.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI``; setting the old URI again
+    would pin MLflow to it, so the module globals and the variables are restored as they were.
+    """
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tracking, "_tracking_uri", tracking._tracking_uri)
+        patch.setattr(registry, "_registry_uri", registry._registry_uri)
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            patch.setenv(name, os.environ.get(name, ""))  # records the value, or its absence
+            if not os.environ[name]:
+                patch.delenv(name)
+        yield patch
+
+
 @pytest.fixture
 def restore_mlflow_uris() -> Iterator[None]:
     """These functions set mlflow's process-wide URIs; put back what other tests had."""
-    import mlflow
-
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield
-    mlflow.set_tracking_uri(previous[0])
-    mlflow.set_registry_uri(previous[1])
+    with mlflow_uris_restored():
+        yield
 
 
 def _free_port() -> int:
