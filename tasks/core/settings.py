@@ -13,7 +13,6 @@ values down; tasks take plain arguments and never re-read the environment.
 from __future__ import annotations
 
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,23 +39,22 @@ QUIET_ENV: dict[str, str] = {
 }
 
 
-# MLFLOW_TRACKING_URI as this process found it. mlflow.set_tracking_uri() writes the URI it is
-# told into that variable (for subprocesses), so afterwards it names the store the last flow or
-# test pointed MLflow at, not the user's choice.
-_MLFLOW_URI_AT_START = os.environ.get("MLFLOW_TRACKING_URI") or None
+# MLFLOW_TRACKING_URI as the user gave it: as the first process of this tree found it. Once told
+# a store, mlflow.set_tracking_uri() writes it into that variable, which children inherit, so
+# from then on the variable names the store the last flow (or test) used, not the user's
+# choice. The first import keeps the user's value here, and children inherit this one too.
+MLFLOW_URI_AT_START = "_FINGERSPELL_MLFLOW_TRACKING_URI_AT_START"
+os.environ.setdefault(MLFLOW_URI_AT_START, os.environ.get("MLFLOW_TRACKING_URI", ""))
 
 
 def users_mlflow_tracking_uri() -> str | None:
-    """The user's ``MLFLOW_TRACKING_URI``, not the copy MLflow exports once told a store.
+    """The user's ``MLFLOW_TRACKING_URI``, not the copy MLflow writes there once told a store.
 
     Returns:
-        The variable as it is now while MLflow has not been given a URI in this process, else
-        as it was when this module was imported; ``None`` when unset or empty.
+        The variable as the first process of this process tree found it; ``None`` when it was
+        unset or empty.
     """
-    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
-    if tracking is not None and getattr(tracking, "_tracking_uri", None) is not None:
-        return _MLFLOW_URI_AT_START
-    return os.environ.get("MLFLOW_TRACKING_URI") or None
+    return os.environ.get(MLFLOW_URI_AT_START) or None
 
 
 class Settings(BaseSettings):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tasks.core import settings as settings_module
-from tasks.core.settings import Settings, get_settings, prepare_environment
+from tasks.core.settings import MLFLOW_URI_AT_START, Settings, get_settings, prepare_environment
+
+REPO = Path(__file__).resolve().parents[3]
 
 _VARIABLES = (
     "FINGERSPELL_HOME",
@@ -23,21 +27,20 @@ _VARIABLES = (
 )
 
 
-_MLFLOW_URI_STATE = "mlflow.tracking._tracking_service.utils"
-
-
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No variable of the developer's shell leaks in; the data home is a fresh folder.
-
-    Nor does a URI an earlier test gave MLflow in this process (see the last tests).
-    """
+    """No variable of the developer's shell leaks in; the data home is a fresh folder."""
     for name in _VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # records the value, or its absence, to restore after
+        monkeypatch.delenv(name)
+    monkeypatch.setenv(MLFLOW_URI_AT_START, "")
     monkeypatch.setenv("FINGERSPELL_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(settings_module, "_MLFLOW_URI_AT_START", None)
-    if (state := sys.modules.get(_MLFLOW_URI_STATE)) is not None:
-        monkeypatch.setattr(state, "_tracking_uri", None)
+
+
+def _user_sets_mlflow_tracking_uri(monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
+    """As if the process had been started with ``MLFLOW_TRACKING_URI=uri``."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv(MLFLOW_URI_AT_START, uri)
 
 
 def test_defaults_keep_everything_in_the_data_home(tmp_path: Path):
@@ -53,7 +56,7 @@ def test_defaults_keep_everything_in_the_data_home(tmp_path: Path):
 
 def test_mlflow_tracking_uri_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     store = tmp_path / "X.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    _user_sets_mlflow_tracking_uri(monkeypatch, f"sqlite:///{store}")
     settings = Settings()
     assert settings.tracking_uri == f"sqlite:///{store}"
     # a sqlite store still keeps its artifacts in the data home, not the working directory
@@ -61,7 +64,7 @@ def test_mlflow_tracking_uri_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 
 def test_the_project_variable_wins_over_mlflows(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflows.db")
+    _user_sets_mlflow_tracking_uri(monkeypatch, "sqlite:///mlflows.db")
     monkeypatch.setenv("FINGERSPELL_MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     settings = Settings()
     assert settings.tracking_uri == "http://127.0.0.1:5000"
@@ -70,7 +73,7 @@ def test_the_project_variable_wins_over_mlflows(monkeypatch: pytest.MonkeyPatch)
 
 def test_an_empty_project_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FINGERSPELL_MLFLOW_TRACKING_URI", "")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example/")
+    _user_sets_mlflow_tracking_uri(monkeypatch, "https://mlflow.example/")
     assert Settings().tracking_uri == "https://mlflow.example/"
 
 
@@ -82,7 +85,7 @@ def test_experiment_from_mlflow_or_the_project(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_fields_are_still_set_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///ignored.db")
+    _user_sets_mlflow_tracking_uri(monkeypatch, "sqlite:///ignored.db")
     settings = Settings(home=tmp_path, mlflow_tracking_uri="http://h:1", experiment="e")
     assert (settings.tracking_uri, settings.experiment) == ("http://h:1", "e")
 
@@ -125,27 +128,44 @@ def test_prepare_environment_makes_the_home_and_keeps_set_values(
     assert os.environ["NO_ALBUMENTATIONS_UPDATE"] == "keep"
 
 
-def test_the_copy_mlflow_exports_is_not_taken_for_the_users_choice(
+def test_the_copy_mlflow_writes_is_not_taken_for_the_users_choice(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
     """mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI; a later flow or test in the same
-    process, with another data home, must not inherit the store the last one used."""
+    process (or a child of it), with another data home, must not inherit the last store."""
     import mlflow
 
-    state = sys.modules[_MLFLOW_URI_STATE]
-    monkeypatch.setattr(state, "_tracking_uri", None)  # restored, with the variable, after
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///placeholder.db")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'last-flow.db'}")
-    assert os.environ["MLFLOW_TRACKING_URI"].endswith("last-flow.db")  # what MLflow does
-    settings = Settings()
-    assert settings.tracking_uri == f"sqlite:///{settings.home / 'mlflow.db'}"
+    with mlflow_state_restored(monkeypatch):
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'last-flow.db'}")
+        assert os.environ["MLFLOW_TRACKING_URI"].endswith("last-flow.db")  # what MLflow does
+        settings = Settings()
+        assert settings.tracking_uri == f"sqlite:///{settings.home / 'mlflow.db'}"
 
 
-def test_the_users_variable_survives_mlflow_being_told_a_store(monkeypatch: pytest.MonkeyPatch):
-    """The variable as the process started with it still counts once MLflow was told a store."""
-    monkeypatch.setattr(settings_module, "_MLFLOW_URI_AT_START", "https://mlflow.example/")
-    monkeypatch.setitem(
-        sys.modules, _MLFLOW_URI_STATE, type("State", (), {"_tracking_uri": "https://x/"})
+def test_a_child_process_sees_the_users_variable_not_mlflows_copy(tmp_path: Path):
+    script = (
+        "import os; from tasks.core.settings import Settings; "
+        "print(Settings().tracking_uri, os.environ['MLFLOW_TRACKING_URI'])"
     )
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://x/")
-    assert Settings().tracking_uri == "https://mlflow.example/"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///copy.db"}
+    for user, expected in (("", f"sqlite:///{(tmp_path / 'home').resolve()}/mlflow.db"),
+                           ("sqlite:///users.db", "sqlite:///users.db")):  # fmt: skip
+        env[MLFLOW_URI_AT_START] = user  # what the first process found
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
+            check=True, timeout=120,
+        ).stdout.split()  # fmt: skip
+        assert out == [expected, "sqlite:///copy.db"]
+    env.pop(MLFLOW_URI_AT_START)  # a first process: the variable as it finds it
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True,
+                         text=True, check=True, timeout=120).stdout.split()  # fmt: skip
+    assert out[0] == "sqlite:///copy.db"
+
+
+@contextmanager
+def mlflow_state_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Put back MLflow's process-wide tracking URI (its module global) after the block."""
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    monkeypatch.setattr(tracking, "_tracking_uri", tracking._tracking_uri)
+    yield
