@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments after the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status (0); usage errors exit with status 2.
+        The exit status: 0, or 2 without a command (other usage errors exit with status 2).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
