@@ -1,9 +1,15 @@
 # Fingerspell: every target sets itself up on a fresh machine (Python 3.11 + pip).
 SHELL := /bin/bash
+comma := ,
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Which extras of pyproject.toml `make setup` installs: dev is all of them (app, gcp, the test
+# tools), as `make demo` and `make test` need. EXTRAS=app (the web app), EXTRAS=gcp (Vertex AI,
+# gs://) or EXTRAS= (the core: every flow) set up a slimmer .venv; start it afresh
+# (rm -r .venv), as pip never removes what an earlier set-up installed.
+EXTRAS ?= dev
+STAMP := $(VENV)/.installed-$(or $(subst $(comma),-,$(EXTRAS)),core)
 export YOLO_OFFLINE ?= 1
 export YOLO_AUTOINSTALL := False
 export NO_ALBUMENTATIONS_UPDATE := 1
@@ -26,7 +32,7 @@ ifneq ($(wildcard $(SHARED_WEIGHTS)/*.pt),)
 export FINGERSPELL_WEIGHTS_DIR ?= $(SHARED_WEIGHTS)
 endif
 
-.PHONY: setup demo app test test-fast lint format bench serve clean
+.PHONY: setup demo app test test-fast test-py check-extras lint format bench serve clean
 
 setup: $(STAMP)
 
@@ -34,8 +40,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	# torch comes from local disk here (pip is capped to these releases there).
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	$(BIN)/pip check
+	rm -f $(VENV)/.installed*
 	touch $@
 
 demo: setup
@@ -57,6 +64,26 @@ test-fast: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fast tests on another Python, in a venv of its own under .fingerspell/ (make clean
+# removes it): make test-py PY=python3.12. Python 3.11 takes torch from this machine's disk;
+# another Python downloads torch 2.14.1's CUDA build from PyPI (several GB: docs/running.md).
+PY ?= python3.12
+PY_VENV = .fingerspell/venvs/$(notdir $(PY))
+test-py:
+	test -x $(PY_VENV)/bin/python || $(PY) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install -q --upgrade pip
+	$(PY_VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY_VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	$(PY_VENV)/bin/pip check
+	$(PY_VENV)/bin/python --version
+	$(PY_VENV)/bin/fingerspell --help >/dev/null
+	$(PY_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# pip's own resolution of `pip install .`, `.[app]` and `.[gcp]` (a dry run against the package
+# index and the lock, a few minutes): the app gets no Google Cloud package, gcp no Streamlit.
+check-extras: setup
+	$(BIN)/python tests/test_packaging.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -81,9 +81,19 @@ def parse_params(model: type[M], argv: Sequence[str] | None = None, prog: str | 
         _usage_error(prog, str(error))
 
 
-def run_cli(flow: Callable[[M], Any], model: type[M], prog: str) -> None:
-    """Parse options, run the flow, print its result as JSON."""
-    params = parse_params(model, prog=prog)
+def run_cli(
+    flow: Callable[[M], Any], model: type[M], prog: str, argv: Sequence[str] | None = None
+) -> None:
+    """Parse options, run the flow, print its result as JSON.
+
+    Args:
+        flow: The flow (or any callable) that takes the parameter model.
+        model: The flow's pydantic parameter model.
+        prog: Program name shown in ``--help`` and usage errors.
+        argv: Arguments (default: ``sys.argv[1:]``); the ``fingerspell`` command passes the
+            ones after its sub-command.
+    """
+    params = parse_params(model, argv, prog=prog)
     result = flow(params)
     if isinstance(result, BaseModel):
         result = result.model_dump(mode="json")

@@ -1,5 +1,11 @@
 """Settings in one typed place, read from the environment (prefix ``FINGERSPELL_``).
 
+MLflow's own variables count too, as MLflow users expect: ``MLFLOW_TRACKING_URI`` and
+``MLFLOW_EXPERIMENT_NAME`` fill in the tracking URI and the experiment when the project's
+variable (``FINGERSPELL_MLFLOW_TRACKING_URI``, ``FINGERSPELL_EXPERIMENT``) is not set; the
+project's variable wins when both are. MLflow reads its credentials
+(``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``/``_TOKEN``, ``MLFLOW_TRACKING_INSECURE_TLS``) itself.
+
 Read them once with :func:`get_settings` at the edge (a flow, the CLI, the app) and pass
 values down; tasks take plain arguments and never re-read the environment.
 """
@@ -10,7 +16,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.core.redact import install_redaction
@@ -33,24 +39,56 @@ QUIET_ENV: dict[str, str] = {
 }
 
 
+# MLFLOW_TRACKING_URI as the user gave it: as the first process of this tree found it. Once told
+# a store, mlflow.set_tracking_uri() writes it into that variable, which children inherit, so
+# from then on the variable names the store the last flow (or test) used, not the user's
+# choice. The first import keeps the user's value here, and children inherit this one too.
+MLFLOW_URI_AT_START = "_FINGERSPELL_MLFLOW_TRACKING_URI_AT_START"
+os.environ.setdefault(MLFLOW_URI_AT_START, os.environ.get("MLFLOW_TRACKING_URI", ""))
+
+
+def users_mlflow_tracking_uri() -> str | None:
+    """The user's ``MLFLOW_TRACKING_URI``, not the copy MLflow writes there once told a store.
+
+    Returns:
+        The variable as the first process of this process tree found it; ``None`` when it was
+        unset or empty.
+    """
+    return os.environ.get(MLFLOW_URI_AT_START) or None
+
+
 class Settings(BaseSettings):
     """Where Fingerspell keeps its data and how it reaches MLflow and the dataset."""
 
-    model_config = SettingsConfigDict(env_prefix="FINGERSPELL_", extra="ignore", frozen=True)
+    # populate_by_name: code and tests still pass fields by name where an alias reads the env.
+    # env_ignore_empty: an empty project variable (VAR= in a shell) falls back to MLflow's.
+    model_config = SettingsConfigDict(
+        env_prefix="FINGERSPELL_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        env_ignore_empty=True,
+    )
 
     home: Path = Field(
         default=Path(".fingerspell"),
         description="Data home: datasets, MLflow sqlite store and artifacts, ultralytics settings.",
     )
     mlflow_tracking_uri: str | None = Field(
-        default=None,
-        description="MLflow tracking URI; default sqlite:///<home>/mlflow.db.",
+        default_factory=users_mlflow_tracking_uri,
+        description="MLflow tracking URI (else MLFLOW_TRACKING_URI); "
+        "default sqlite:///<home>/mlflow.db.",
     )
     mlflow_artifact_root: str | None = Field(
         default=None,
         description="Artifact location for new experiments; default <home>/mlartifacts.",
     )
-    experiment: str = Field(default="fingerspell", description="MLflow experiment name.")
+    # An alias replaces the prefix, so the project's name is spelled out; the first one set wins.
+    experiment: str = Field(
+        default="fingerspell",
+        validation_alias=AliasChoices("FINGERSPELL_EXPERIMENT", "MLFLOW_EXPERIMENT_NAME"),
+        description="MLflow experiment name (else MLFLOW_EXPERIMENT_NAME).",
+    )
     dataset: str | None = Field(
         default=None,
         description="Dataset source: a local export folder, a .zip, or "

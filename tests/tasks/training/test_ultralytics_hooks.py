@@ -1,0 +1,130 @@
+"""The trainings' own MLflow callbacks: params once, metrics per epoch, a dead server kept apart."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tasks.training.ultralytics_hooks import MlflowLogger, clean_metrics, quiet_ultralytics
+
+
+class FakeClient:
+    """Records log_batch calls; fails the next ``failures`` of them."""
+
+    def __init__(self, logged_params: dict[str, str] | None = None) -> None:
+        self.params: list[Any] = []
+        self.metrics: list[Any] = []
+        self.batches = 0
+        self.failures = 0
+        self.logged_params = logged_params or {}
+
+    def get_run(self, run_id: str) -> Any:
+        return SimpleNamespace(data=SimpleNamespace(params=self.logged_params))
+
+    def log_batch(self, run_id: str, metrics: Any = (), params: Any = ()) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("tracking server down")
+        self.batches += 1
+        self.params += list(params)
+        self.metrics += list(metrics)
+
+
+def _trainer(epoch: int = 0, **args: Any) -> Any:
+    return SimpleNamespace(
+        args=SimpleNamespace(**(args or {"epochs": 3, "imgsz": 160})),
+        epoch=epoch,
+        tloss=[0.5, 0.25],
+        label_loss_items=lambda loss, prefix: {f"{prefix}/box_loss": loss[0]},
+        lr={"lr/pg0": 0.01},
+        metrics={"metrics/mAP50(B)": 0.4, "metrics/recall(B)": float("nan")},
+    )
+
+
+@pytest.fixture
+def logger() -> MlflowLogger:
+    # An http store opens no connection until used; the fake replaces it before any call.
+    hooks = MlflowLogger("run-1", "http://127.0.0.1:9")
+    hooks.client = FakeClient()  # type: ignore[assignment]
+    return hooks
+
+
+def test_clean_metrics_drops_parentheses_and_non_finite_values():
+    values = {"metrics/mAP50(B)": "0.5", "loss": float("inf"), "nan": float("nan"), "n": 3}
+    assert clean_metrics(values) == {"metrics/mAP50B": 0.5, "n": 3.0}
+
+
+def test_attach_registers_the_four_callbacks(logger: MlflowLogger):
+    registered: list[str] = []
+    logger.attach(SimpleNamespace(add_callback=lambda event, fn: registered.append(event)))
+    assert registered == [
+        "on_pretrain_routine_end",
+        "on_train_epoch_end",
+        "on_fit_epoch_end",
+        "on_train_end",
+    ]
+
+
+def test_params_once_prefixed_and_in_batches_of_100(logger: MlflowLogger):
+    args = {f"a{index:03d}": index for index in range(150)}
+    logger.params(_trainer(**args))
+    client: FakeClient = logger.client  # type: ignore[assignment]
+    assert client.batches == 2 and len(client.params) == 150
+    assert client.params[0].key == "yolo.a000" and client.params[0].value == "0"
+    logger.params(_trainer(**args))  # a second call logs nothing more
+    assert len(client.params) == 150
+
+
+def test_a_resumed_run_does_not_log_its_params_again(logger: MlflowLogger):
+    logger.client = FakeClient(logged_params={"yolo.epochs": "3"})  # type: ignore[assignment]
+    logger.params(_trainer())
+    assert [param.key for param in logger.client.params] == ["yolo.imgsz"]  # type: ignore[attr-defined]
+
+
+def test_epoch_metrics_are_cleaned_and_stepped(logger: MlflowLogger):
+    logger.train_epoch(_trainer(epoch=2))
+    logger.fit_epoch(_trainer(epoch=2))
+    client: FakeClient = logger.client  # type: ignore[assignment]
+    assert {(m.key, m.value, m.step) for m in client.metrics} == {
+        ("train/box_loss", 0.5, 2),
+        ("lr/pg0", 0.01, 2),
+        ("metrics/mAP50B", 0.4, 2),
+    }
+
+
+def test_a_dead_server_keeps_metrics_for_the_next_epoch(
+    logger: MlflowLogger, caplog: pytest.LogCaptureFixture
+):
+    client: FakeClient = logger.client  # type: ignore[assignment]
+    client.failures = 1
+    with caplog.at_level(logging.WARNING, logger="tasks.training.ultralytics_hooks"):
+        logger.fit_epoch(_trainer(epoch=0))
+    assert client.metrics == [] and len(logger.pending_metrics) == 1
+    assert "ConnectionError" in caplog.text and "1 metric values kept" in caplog.text
+    logger.fit_epoch(_trainer(epoch=1))
+    assert [m.step for m in client.metrics] == [0, 1] and logger.pending_metrics == []
+
+
+def test_train_end_never_fails_and_says_what_is_missing(
+    logger: MlflowLogger, caplog: pytest.LogCaptureFixture
+):
+    client: FakeClient = logger.client  # type: ignore[assignment]
+    client.failures = 100
+    logger.params(_trainer())
+    logger.fit_epoch(_trainer())
+    with caplog.at_level(logging.WARNING, logger="tasks.training.ultralytics_hooks"):
+        logger.train_end(_trainer())
+    assert "MLflow run run-1 misses 1 per-epoch values; results.csv has them all" in caplog.text
+    client.failures = 0
+    logger.train_end(_trainer())  # the last try sends params and metrics
+    assert logger.params_done and len(client.metrics) == 1
+
+
+def test_quiet_ultralytics_switches_off_its_mlflow_and_sync():
+    from ultralytics.utils import SETTINGS
+
+    quiet_ultralytics()
+    assert SETTINGS["mlflow"] is False and SETTINGS["sync"] is False
