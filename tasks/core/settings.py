@@ -36,6 +36,8 @@ QUIET_ENV: dict[str, str] = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     # `mlflow server` otherwise starts a pool of job-runner processes (GenAI jobs) we never use.
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    # Ultralytics unpickles only model classes from a checkpoint (read once, at its import).
+    "ULTRALYTICS_SAFE_LOAD": "1",
 }
 
 
