@@ -13,6 +13,7 @@ must agree). Test is never read here.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -183,9 +184,14 @@ def part_scores(folder: Path, data_yaml: Path, split: str) -> dict[str, float]:
         found counts as wrong for all three, as the recognizer does not read it); empty for a
         model without landmarks.
     """
+    from tasks.inference.fusion import load_rule
     from tasks.inference.recognizer import Recognizer
     from tasks.training.landmark_classifier import extract
 
+    places = (folder, folder / "artifacts") if folder.is_dir() else (folder.parent,)
+    metas = [p / "metadata.json" for p in places if (p / "metadata.json").is_file()]
+    if not metas or load_rule(json.loads(metas[0].read_text())) is None:
+        return {}  # no landmarks: nothing to load
     fused = Recognizer.load(str(folder)).fused
     if fused is None:
         return {}
