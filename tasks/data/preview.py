@@ -77,7 +77,10 @@ def preview_grid(
             image, labels / f"{image_path.stem}.txt", names, tile
         )
     path = Path(path)
-    ok, encoded = cv2.imencode(path.suffix or ".png", grid)
+    try:  # OpenCV raises for a suffix it has no encoder for, rather than returning False
+        ok, encoded = cv2.imencode(path.suffix or ".png", grid)
+    except cv2.error:
+        ok = False
     if not ok:
         raise ValueError(f"cannot encode a preview as {path.suffix!r}")
     return write_atomic(path, encoded.tobytes())

@@ -68,3 +68,9 @@ def test_an_undecodable_image_is_named(tmp_path: Path):
     (tmp_path / "train" / "images" / "ok.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot decode image"):
         preview_grid(tmp_path, NAMES, tmp_path / "p.png", n=1, tile=8)
+
+
+def test_a_preview_in_an_unknown_format_is_a_clear_error(tmp_path: Path):
+    _sample(tmp_path / "data", "img0", "0 0.5 0.5 0.5 0.5\n")
+    with pytest.raises(ValueError, match=r"cannot encode a preview as '\.xyz'"):
+        preview_grid(tmp_path / "data", NAMES, tmp_path / "out" / "preview.xyz", n=1, tile=16)
