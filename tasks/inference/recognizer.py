@@ -76,7 +76,11 @@ class Recognizer:
 
     A two-stage model (a folder with ``classifier.onnx`` beside a one-class ``model.onnx``)
     finds hands first and reads each hand's letter from its crop; callers cannot tell it from
-    a 26-class detector (see :mod:`tasks.inference.crop_classifier`).
+    a 26-class detector (see :mod:`tasks.inference.crop_classifier`). A fused two-stage model
+    (``landmarks.onnx`` and ``hand_landmarker.task`` beside them, the rule in its metadata)
+    also reads each box's hand landmarks: a box that holds no hand is not read, the letter is
+    the pixels' and the landmarks' readings fused, and each detection carries the hand's
+    landmarks (see :mod:`tasks.inference.fusion`).
 
     Build one with :meth:`load`.
     """

@@ -79,7 +79,10 @@ def train_landmark_stage(
         return None
     log.info("hand landmark model: %s", task.describe())
     reader = LandmarkReader(task.path, task.sha256)
-    key = f"{dataset_id[:16]}-{(task.sha256 or '')[:12]}-pad{config.crop_pad:g}"
+    # What decides the cached rows: the images, the model, the crop and the least presence.
+    key = (
+        f"{dataset_id[:16]}-{(task.sha256 or '')[:12]}-pad{config.crop_pad:g}-p{config.presence:g}"
+    )
     train, valid = (
         extract(data_yaml, split, reader, config, cache_dir / "landmarks" / f"{key}-{split}.npz")
         for split in ("train", "valid")
