@@ -110,8 +110,8 @@ def landmark_stage(
         )
         stage = train_landmark_stage(
             dataset.data_yaml, dataset.id, dataset.names, pixels, stage2.pad, stage2.mirror,
-            config.landmarks, runs_dir / "landmark-classifier", settings.home,
-            settings.weights_dir,
+            # The runs folder caches (a learner's lies under their name: delete removes it).
+            config.landmarks, runs_dir / "landmark-classifier", runs_dir, settings.weights_dir,
         )  # fmt: skip
         if stage is None:
             mlflow_runs.set_tag(client, run, "landmarks", "unavailable: pixels alone")

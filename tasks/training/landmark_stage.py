@@ -65,8 +65,9 @@ def train_landmark_stage(
         pixels_mirror: Whether it averages each crop with its mirror image.
         config: The landmark recipe.
         out_dir: Where ``landmarks.onnx`` is written.
-        cache_dir: The data home: a downloaded task file is kept in its ``pretrained/``, the
-            landmarks of each split in its ``landmarks/`` (both reused by later runs).
+        cache_dir: A runs folder: a downloaded task file is kept in its ``pretrained/`` (as
+            YOLO weights are), the landmarks of each split in its ``landmarks/``; a learner's
+            runs folder lies under their name, so deleting the learner removes both.
         weights_dir: Searched first for ``hand_landmarker.task``.
 
     Returns:
