@@ -34,6 +34,7 @@ from _common import dataset_path, print_table, write_results
 from simulated_signer import make_signer
 
 from tasks.evaluation.evaluate import evaluate
+from tasks.evaluation.significance import bootstrap_interval
 from tasks.inference.recognizer import Recognizer
 
 
@@ -71,13 +72,20 @@ def accuracy(
     table: dict[str, dict[str, Any]] = {}
     for name, folder in folders.items():
         for label, (data_yaml, splits) in sets.items():
-            right = total = 0
+            correct: list[bool] = []
+            letters: dict[str, list[float]] = {}
             for yaml_name in splits:
                 out = work / "eval" / name / label / yaml_name
                 report = evaluate(folder, data_yaml.parent / yaml_name, "valid", out)
-                images = report.image_correct
-                right, total = right + sum(images.values()), total + len(images)
-            table.setdefault(name, {})[label] = {"top1": right / max(total, 1), "images": total}
+                correct += list(report.image_correct.values())
+                for row in report.per_letter:
+                    if row.present and row.top1_accuracy is not None:
+                        letters.setdefault(row.letter, []).append(row.top1_accuracy)
+            share = bootstrap_interval(correct)
+            table.setdefault(name, {})[label] = {
+                "top1": share.value, "low": share.low, "high": share.high, "images": share.n,
+                "per_letter": {k: sum(v) / len(v) for k, v in sorted(letters.items())},
+            }  # fmt: skip
     return table
 
 
@@ -157,10 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         frames = [cv2.imread(str(p)) for p in sorted(signer.rglob("images/*.jpg"))[:60]]
         timing = cost(folder, frames, args.rounds)
     rows = [
-        [name, *(f"{cell['top1']:.3f} ({cell['images']})" for cell in by_set.values())]
+        [name, *(f"{c['top1']:.3f} ({c['low']:.3f}-{c['high']:.3f}, {c['images']})"
+                 for c in by_set.values())]
         for name, by_set in table.items()
-    ]
-    print_table(["model", *sets], rows)
+    ]  # fmt: skip
+    print_table(["model", *(f"{label} top-1 (95%, images)" for label in sets)], rows)
+    per_letter = {name: table[name]["valid"]["per_letter"] for name in table}
+    print_table(
+        ["valid top-1 per letter", *per_letter],
+        [[letter, *(per_letter[n].get(letter, float("nan")) for n in per_letter)]
+         for letter in sorted(per_letter["fused"])],
+    )  # fmt: skip
     print_table(
         ["fused ms/frame", "bare parts ms", "ratio", "frames"],
         [[timing["fused_median_ms"], timing["bare_sum_median_ms"], timing["ratio"],
