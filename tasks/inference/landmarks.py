@@ -32,7 +32,7 @@ TASK_URL = (
 _NETWORK = "hand_landmarks_detector.tflite"
 INPUT = 224  # the landmark network's square input, in pixels
 CROP_PAD = 0.2  # margin around a detector box (the crop classifier's default too)
-PRESENCE = 0.1  # below: no hand. Valid hand boxes: 1 of 144 under 0.1 (7 under 0.5); a face 0.0002
+PRESENCE = 0.05  # below: no hand (TRIALS 50: faces read <= 0.0012, other objects <= 0.031)
 POINTS = 21
 FEATURES = POINTS * 3
 WRIST, MIDDLE_MCP = 0, 9
