@@ -78,6 +78,15 @@ def test_params_once_prefixed_and_in_batches_of_100(logger: MlflowLogger):
     assert len(client.params) == 150
 
 
+def test_a_signed_or_credentialed_url_in_the_args_is_redacted(logger: MlflowLogger):
+    """ultralytics' args hold the weights it started from: a signed URL must not reach MLflow."""
+    weights = "https://bucket.example/w.pt?X-Goog-Signature=SECRETSIG&X-Goog-Credential=KEY"
+    logger.params(_trainer(model=weights, data="http://user:s3cret@host/data.yaml"))
+    values = " ".join(p.value for p in logger.client.params)  # type: ignore[attr-defined]
+    assert "SECRETSIG" not in values and "s3cret" not in values
+    assert "X-Goog-Signature=***" in values
+
+
 def test_a_resumed_run_does_not_log_its_params_again(logger: MlflowLogger):
     logger.client = FakeClient(logged_params={"yolo.epochs": "3"})  # type: ignore[assignment]
     logger.params(_trainer())
