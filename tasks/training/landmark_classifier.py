@@ -19,7 +19,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from tasks.core.files import build_dir
+from tasks.core.files import build_dir, build_file
 from tasks.data.yolo_format import label_path, list_images, read_boxes_xyxy, split_images
 from tasks.inference.fusion import LANDMARK_ONNX
 from tasks.inference.landmarks import FEATURES, POINTS, LandmarkReader, features
@@ -94,10 +94,9 @@ def extract(
     )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(f".{cache.stem}.{time.time_ns()}.npz")
-        np.savez(partial, images=np.asarray(images, str), boxes=result.boxes,
-                 labels=result.labels, features=result.features)  # fmt: skip
-        partial.replace(cache)
+        with build_file(cache) as staged:  # same name: savez keeps a name ending in .npz
+            np.savez(staged, images=np.asarray(images, str), boxes=result.boxes,
+                     labels=result.labels, features=result.features)  # fmt: skip
     missing = int((~result.found).sum())
     log.info("%s: landmarks of %d boxes, no hand found in %d", split, len(labels), missing)
     return result
