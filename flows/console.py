@@ -66,16 +66,24 @@ OTHERS: dict[str, str] = {
     "serve": "Prefect + MLflow servers, the local deployments and a worker (a checkout only)",
 }
 
-# `make app`'s flags, and the settings of .streamlit/config.toml that matter, for an install
-# started outside the checkout (Streamlit reads that file from the working directory only).
-# Options given after `fingerspell app` come later and win.
+# Every setting of .streamlit/config.toml as a flag, for an install started outside the
+# checkout (Streamlit reads that file from the working directory only); a list is one flag per
+# value. tests/flows/test_console.py holds the two to each other, both ways: the protections
+# (allowed hosts, error details) must not stay behind in the checkout. Options given after
+# `fingerspell app` come later and win.
 APP_FLAGS: tuple[str, ...] = (
     "--server.address=127.0.0.1",
     "--server.headless=true",
+    "--server.maxUploadSize=10",
+    "--server.runOnSave=false",
     "--server.fileWatcherType=none",
+    "--server.allowedHosts=localhost",
+    "--server.allowedHosts=127.0.0.1",
+    "--server.allowedHosts=::1",
     "--runner.postScriptGC=false",
     "--browser.gatherUsageStats=false",
     "--client.toolbarMode=minimal",
+    "--client.showErrorDetails=type",
 )
 
 

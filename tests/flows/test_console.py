@@ -115,12 +115,16 @@ def test_app_starts_streamlit_like_make_app(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_app_flags_match_the_checkouts_streamlit_config():
-    """Outside the checkout the flags stand in for .streamlit/config.toml: they must agree."""
+    """Outside the checkout the flags stand in for .streamlit/config.toml: they must agree,
+    both ways (a setting added to the file, such as allowedHosts, must reach the flags)."""
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
-    for flag in console.APP_FLAGS:
-        section_key, _, value = flag.removeprefix("--").partition("=")
-        section, key = section_key.split(".")
-        assert str(config[section][key]).lower() == value.lower(), flag
+    expected = {
+        f"--{section}.{key}={item}".lower()
+        for section, settings in config.items()
+        for key, value in settings.items()
+        for item in (value if isinstance(value, list) else [value])
+    }
+    assert {flag.lower() for flag in console.APP_FLAGS} == expected
 
 
 def test_app_without_streamlit_says_which_extra(
