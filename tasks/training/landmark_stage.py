@@ -27,11 +27,16 @@ class LandmarkStage(NamedTuple):
     """What the landmark stage made: files for the model folder, the rule, the figures."""
 
     classifier: Path  # landmarks.onnx
-    task: Path  # hand_landmarker.task
     rule: FusionRule
     metrics: dict[str, float]
     rows: list[dict[str, float]]  # each candidate weight on valid and the shifted valid
-    started_from: StartingWeights
+    started_from: StartingWeights  # hand_landmarker.task: its path, sha256 and origin
+
+    @property
+    def task(self) -> Path:
+        """The ``hand_landmarker.task`` file the stage read with."""
+        assert self.started_from.path is not None  # a stage exists only when it was found
+        return self.started_from.path
 
 
 def find_task(config: LandmarkConfig, weights_dir: Path | None, cache_dir: Path) -> StartingWeights:
@@ -102,7 +107,7 @@ def train_landmark_stage(
         "landmark_train_seconds": trained.seconds,
     }
     log.info("fusion rule %s (%s)", choice.rule, metrics)
-    return LandmarkStage(trained.onnx, task.path, choice.rule, metrics, choice.rows, task)
+    return LandmarkStage(trained.onnx, choice.rule, metrics, choice.rows, task)
 
 
 def summary(stage: LandmarkStage) -> str:

@@ -95,7 +95,7 @@ def test_the_stage_summary_shows_what_was_missed_and_chosen(tmp_path):
     choice = choose_rule(valid, valid, LandmarkConfig(), "abc")
     metrics = {**choice.metrics, "landmark_train_missing": 3.0, "landmark_valid_missing": 1.0}
     start = StartingWeights(requested="hand_landmarker.task")
-    stage = LandmarkStage(tmp_path, tmp_path, choice.rule, metrics, choice.rows, start)
+    stage = LandmarkStage(tmp_path, choice.rule, metrics, choice.rows, start)
     text = summary(stage)
     assert "no hand found in 3 train and 1 valid" in text
     assert "| landmark | 0.900 | 0.900 |" in text and f"{choice.rule.landmark_weight:.1f}" in text
