@@ -38,11 +38,11 @@ def main() -> None:
 
     from prefect import flow
 
-    from flows import mlflow_runs
     from flows.train_stages import train_task
-    from tasks.core.settings import get_settings
     from tasks.data.acquire import acquire
     from tasks.data.yolo_format import count_split_images
+    from tasks.registry import mlflow_runs
+    from tasks.registry.tracking import open_job
     from tasks.training.detector import TrainConfig
     from tasks.training.resume import throughput
 
@@ -62,7 +62,8 @@ def main() -> None:
 
     @flow(name="bench-train")
     def bench_flow() -> Path:
-        client, experiment = mlflow_runs.connect(get_settings())
+        job = open_job()
+        client, experiment = job.client, job.experiment_id
         with mlflow_runs.run(client, experiment, "bench-train") as run_id:
             return train_task(dataset, config, home / "runs", run_id).run_dir
 

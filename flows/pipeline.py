@@ -9,12 +9,12 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from flows import mlflow_runs
 from flows.data import DataParams, data_flow
 from flows.train import train_flow
 from flows.train_params import RecipeParams, TrainOutcome, TrainParams
 from tasks.core.redact import redact
-from tasks.core.settings import get_settings, prepare_environment
+from tasks.registry import mlflow_runs
+from tasks.registry.tracking import open_job
 
 
 class PipelineParams(RecipeParams):
@@ -48,26 +48,15 @@ def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
         The registered model version and the promotion decision.
     """
     params = params or PipelineParams()
-    settings = get_settings()
-    prepare_environment(settings)
-    client, experiment_id = mlflow_runs.connect(settings)
-    data = data_params(params)
-    with mlflow_runs.run(client, experiment_id, f"pipeline-{params.profile}") as parent:
-        with mlflow_runs.run(client, experiment_id, "data", parent) as data_run:
+    job = open_job()
+    client, data = job.client, data_params(params)
+    with mlflow_runs.run(client, job.experiment_id, f"pipeline-{params.profile}") as parent:
+        with mlflow_runs.run(client, job.experiment_id, "data", parent) as data_run:
             dataset = data_flow(data)
-            mlflow_runs.log_params(
-                client,
-                data_run,
-                {"source": data.source or settings.dataset, "dataset_id": dataset.id}
-                | mlflow_runs.flatten("augment", data.augment.model_dump(mode="json")),
+            mlflow_runs.log_dataset(
+                client, data_run, dataset, data.source or job.settings.dataset, data.augment
             )
-            for split, count in dataset.counts.items():
-                client.log_metric(data_run, f"images_{split}", count)
-            mlflow_runs.set_tag(client, data_run, "dataset_id", dataset.id)
             mlflow_runs.set_tag(client, parent, "dataset_id", dataset.id)
-            for name in ("preview.jpg",):
-                if (dataset.local_path / name).exists():
-                    client.log_artifact(data_run, str(dataset.local_path / name), "dataset")
         outcome = train_flow(
             TrainParams(
                 dataset=dataset,
@@ -102,7 +91,7 @@ def pipeline_flow(params: PipelineParams | None = None) -> TrainOutcome:
                 f"MLflow runs: pipeline {parent}, train {outcome.train_run_id}, "
                 f"evaluate {outcome.evaluate_run_id}",
                 # The log filter would redact it too; the summary must not depend on that.
-                f"look at them: mlflow ui --backend-store-uri {redact(settings.tracking_uri)}",
+                f"look at them: mlflow ui --backend-store-uri {redact(job.settings.tracking_uri)}",
             ]
         )
     )

@@ -13,11 +13,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows import mlflow_runs
 from tasks.core.settings import get_settings, prepare_environment
 from tasks.inference.batch_predict import PredictReport, expand_inputs, predict_images
 from tasks.inference.recognizer import Recognizer
 from tasks.registry.models import CHAMPION, MODEL_NAME
+from tasks.registry.tracking import open_job
 
 
 class PredictParams(BaseModel):
@@ -59,11 +59,12 @@ def predict_flow(params: PredictParams) -> PredictReport:
     Returns:
         The report with counts per letter and the files written.
     """
-    settings = get_settings()
-    prepare_environment(settings)
     if "://" in params.model or params.model.startswith(("models:/", "runs:/")):
         # As every flow opens MLflow: credentials from Secret blocks, a reachability check.
-        mlflow_runs.connect(settings)
+        settings = open_job().settings
+    else:
+        settings = get_settings()
+        prepare_environment(settings)
     out_dir = params.output or settings.home / "predictions" / time.strftime("%Y%m%d-%H%M%S")
     report = predict_task(params, out_dir, settings.home / "models")
     create_table_artifact(

@@ -18,13 +18,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
-from flows import mlflow_runs
 from tasks.core.records import DatasetRef
 from tasks.core.settings import get_settings
 from tasks.evaluation.evaluate import evaluate
 from tasks.evaluation.report import EvalReport
 from tasks.inference.bundle import assemble, bundle_artifacts
 from tasks.inference.export import export_onnx
+from tasks.registry import mlflow_runs
 from tasks.training.classifier import ClassifierConfig, train_classifier
 from tasks.training.detector import TrainConfig, TrainResult, resolve_device, train
 from tasks.training.landmark_stage import LandmarkStage, summary, train_landmark_stage

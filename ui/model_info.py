@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 from tasks.core.redact import redact
-from tasks.registry.models import CHAMPION, MODEL_NAME
+from tasks.registry.models import CHAMPION, MODEL_NAME, tag_metrics, tags_under, version_by_alias
 from tasks.registry.tracking import TrackingUnavailable, check_reachable
 
 Problem = Literal["unreachable", "no_models", "no_champion", "no_version", "unloadable"]
@@ -139,19 +139,19 @@ def resolve(client: Any, version: str | None = None, name: str = MODEL_NAME) -> 
     """
     from mlflow.exceptions import MlflowException
 
-    try:
-        if version is None:
-            mv = client.get_model_version_by_alias(name, CHAMPION)
-        else:
+    if version is None:
+        mv = version_by_alias(client, CHAMPION, name)
+        if mv is None:
+            if list_versions(client, name):
+                raise ModelUnavailable(
+                    "no_champion", f"{name} has versions but none is the {CHAMPION}."
+                )
+            raise ModelUnavailable("no_models", f"No model named {name} is registered yet.")
+    else:
+        try:
             mv = client.get_model_version(name, version)
-    except MlflowException as error:
-        if version is not None:
+        except MlflowException as error:
             raise ModelUnavailable("no_version", f"{name} has no version {version}.") from error
-        if list_versions(client, name):
-            raise ModelUnavailable(
-                "no_champion", f"{name} has versions but none is the {CHAMPION}."
-            ) from error
-        raise ModelUnavailable("no_models", f"No model named {name} is registered yet.") from error
     tags = dict(mv.tags or {})
     trained_at = None
     if mv.run_id:
@@ -168,8 +168,8 @@ def resolve(client: Any, version: str | None = None, name: str = MODEL_NAME) -> 
         trained_at=trained_at or _when(mv.creation_timestamp),
         run_id=mv.run_id,
         evaluate_run_id=tags.get("evaluate_run_id"),
-        metrics={k[7:]: float(v) for k, v in tags.items() if k.startswith("metric.")},
-        started_from={k[13:]: v for k, v in tags.items() if k.startswith("started_from.")},
+        metrics=tag_metrics(tags),
+        started_from=tags_under(tags, "started_from."),
     )
 
 

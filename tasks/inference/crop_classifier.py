@@ -52,7 +52,64 @@ def square_crop(
     return cv2.resize(image[top:bottom, left:right], (size, size), interpolation=cv2.INTER_AREA)
 
 
-class CropClassifier:
+Points = tuple[tuple[float, float], ...]
+Reading = tuple[np.ndarray, Points | None]  # a box's letter probabilities, its landmarks if read
+
+
+def xyxy(det: Detection) -> tuple[float, float, float, float]:
+    """A detection's box as ``(x1, y1, x2, y2)``."""
+    return (det.box.x1, det.box.y1, det.box.x2, det.box.y2)
+
+
+class HandReader:
+    """Reads the letters of the hands a detector found; a subclass reads one box.
+
+    The pixel classifier reads every box; the fused reader reads the best few and only those
+    its landmark network confirms as a hand (:class:`tasks.inference.fusion.FusedReader`).
+    """
+
+    names: tuple[str, ...]
+    candidates: int | None = None  # how many of the best boxes are read (None: all)
+
+    def read_box(self, image: np.ndarray, hand: Detection) -> Reading | None:
+        """Letter probabilities (and landmarks) of one box; None when it holds no hand."""
+        raise NotImplementedError
+
+    def letters(
+        self,
+        image: np.ndarray,
+        hands: tuple[Detection, ...],
+        conf: float,
+        max_det: int,
+        per_hand: int = LETTERS_PER_HAND,
+    ) -> tuple[Detection, ...]:
+        """Letter detections for each hand: confidence = P(hand) × P(letter | hand).
+
+        The same product for both kinds of reader, so a threshold means the same for both.
+
+        Args:
+            image: The BGR frame the hands were found in.
+            hands: One-class detections, best first.
+            conf: Keep letters whose combined confidence is above this.
+            max_det: Most detections returned.
+            per_hand: Letters kept per hand (1 when one letter per hand is wanted).
+
+        Returns:
+            Detections in frame pixels, best first (with their hand's landmarks, if read).
+        """
+        found: list[Detection] = []
+        for hand in hands[: self.candidates]:
+            try:
+                reading = self.read_box(image, hand)
+            except ValueError:  # a sliver of a box at the border: nothing to read
+                continue
+            if reading is not None:
+                probs, points = reading
+                found += hand_letters(hand, probs, self.names, conf, per_hand, points)
+        return best_first(found, max_det)
+
+
+class CropClassifier(HandReader):
     """Letter probabilities for the square crop around a hand box.
 
     Thread safety: one onnxruntime session per member (``run`` is re-entrant) and no shared
@@ -116,35 +173,9 @@ class CropClassifier:
                 total += member.run(cv2.flip(crop, 1))
         return total / (len(self._members) * (2 if self.mirror else 1))
 
-    def letters(
-        self,
-        image: np.ndarray,
-        hands: tuple[Detection, ...],
-        conf: float,
-        max_det: int,
-        per_hand: int = LETTERS_PER_HAND,
-    ) -> tuple[Detection, ...]:
-        """Letter detections for each hand: confidence = P(hand) × P(letter | crop).
-
-        Args:
-            image: The BGR frame the hands were found in.
-            hands: One-class detections, best first.
-            conf: Keep letters whose combined confidence is above this.
-            max_det: Most detections returned.
-            per_hand: Letters kept per hand (1 when one letter per hand is wanted).
-
-        Returns:
-            Detections in frame pixels, best first.
-        """
-        found: list[Detection] = []
-        for hand in hands:
-            box = (hand.box.x1, hand.box.y1, hand.box.x2, hand.box.y2)
-            try:
-                probs = self.probabilities(image, box)
-            except ValueError:  # a sliver of a box at the border: nothing to read
-                continue
-            found += hand_letters(hand, probs, self.names, conf, per_hand)
-        return best_first(found, max_det)
+    def read_box(self, image: np.ndarray, hand: Detection) -> Reading | None:
+        """The letter probabilities of the crop around ``hand``'s box."""
+        return self.probabilities(image, xyxy(hand)), None
 
 
 def hand_letters(

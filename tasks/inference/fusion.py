@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from tasks.core.records import Detection, Record
-from tasks.inference.crop_classifier import CropClassifier, best_first, hand_letters
+from tasks.inference.crop_classifier import CropClassifier, HandReader, Reading, xyxy
 from tasks.inference.landmarks import (
     CROP_PAD,
     FEATURES,
@@ -94,11 +94,12 @@ def load_rule(meta: dict[str, Any]) -> FusionRule | None:
     return FusionRule.model_validate(fusion) if fusion else None
 
 
-class FusedReader:
+class FusedReader(HandReader):
     """Reads the letter of each detector box that the landmark network confirms as a hand.
 
-    Thread safety: the crop classifier and the ONNX landmark classifier are re-entrant; the
-    landmark reader serialises its own interpreter.
+    Only the best :data:`CANDIDATES` boxes are read. Thread safety: the crop classifier and
+    the ONNX landmark classifier are re-entrant; the landmark reader serialises its own
+    interpreter.
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class FusedReader:
             raise LandmarkError(f"{landmarks.path} reads other letters than {pixels.path}")
         self.pixels, self.landmarks, self.reader, self.rule = pixels, landmarks, reader, rule
         self.names = pixels.names
+        self.candidates = CANDIDATES
 
     @classmethod
     def open(cls, folder: Path, pixels: CropClassifier, rule: FusionRule) -> FusedReader:
@@ -134,30 +136,14 @@ class FusedReader:
         landmark = self.landmarks.probabilities(features(hand.points, hand.right))[0]
         return fuse(self.pixels.probabilities(image, box), landmark, self.rule)
 
-    def letters(
-        self,
-        image: np.ndarray,
-        hands: tuple[Detection, ...],
-        conf: float,
-        max_det: int,
-        per_hand: int,
-    ) -> tuple[Detection, ...]:
-        """Letter detections of the confirmed hands among the top :data:`CANDIDATES` boxes.
+    def read_box(self, image: np.ndarray, hand: Detection) -> Reading | None:
+        """Fused letter probabilities and the landmarks (frame pixels) of a confirmed hand.
 
-        Confidence is P(hand box) × P(letter | pixels and landmarks), as the pixel-only
-        reader gives, so thresholds mean the same for both kinds of model. Each detection
-        carries its hand's landmarks (frame pixels) for drawing.
+        None when the landmark network says the box holds no hand: a face, an arm, a shelf.
         """
-        found: list[Detection] = []
-        for det in hands[:CANDIDATES]:
-            box = (det.box.x1, det.box.y1, det.box.x2, det.box.y2)
-            hand = self.hand(image, box)
-            if hand.presence < self.rule.presence:
-                continue  # not a hand: a face, an arm, a shelf
-            try:
-                probs = self.probabilities(image, box, hand)
-            except ValueError:  # a sliver of a box at the border: nothing to read
-                continue
-            points = tuple((float(x), float(y)) for x, y, _ in hand.points)
-            found += hand_letters(det, probs, self.names, conf, per_hand, points)
-        return best_first(found, max_det)
+        box = xyxy(hand)
+        found = self.hand(image, box)
+        if found.presence < self.rule.presence:
+            return None
+        points = tuple((float(x), float(y)) for x, y, _ in found.points)
+        return self.probabilities(image, box, found), points

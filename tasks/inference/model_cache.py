@@ -52,16 +52,14 @@ def download(uri: str, cache_dir: Path) -> Path:
 
 
 def _version_of_alias(client: Any, name: str, alias: str) -> str:
-    from mlflow.exceptions import MlflowException
+    from tasks.registry.models import version_by_alias
 
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as error:
-        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise
+    mv = version_by_alias(client, alias, name)
+    if mv is None:
         # The usual first-run state (nothing trained yet): say what to do, not a traceback.
         raise FileNotFoundError(
             f"no version of model {name!r} holds alias {alias!r} in MLflow at "
             f"{redact(client.tracking_uri)}; train one first (make demo), or name a version "
             f"(models:/{name}/<n>)"
-        ) from None
+        )
+    return str(mv.version)

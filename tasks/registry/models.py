@@ -1,7 +1,9 @@
-"""MLflow naming, model logging and registration.
+"""The registry's names and how to read it: aliases, versions, their tags and files.
 
-Every trained model is logged as a pyfunc model and registered as a new version of
-``asl-detector``; :mod:`tasks.registry.promotion` decides which alias it gets.
+Every trained model is a version of ``asl-detector`` (:mod:`tasks.registry.publish` logs and
+registers it; :mod:`tasks.registry.promotion` decides which alias it gets). Everything that
+asks "which version holds this alias" or "what metrics does this version carry" asks here:
+:func:`version_by_alias` and :func:`tag_metrics`.
 """
 
 from __future__ import annotations
@@ -9,11 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
-import time
-from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
-from importlib import metadata as pkg_metadata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,107 +32,9 @@ SHA256_KEY = "sha256"  # in metadata.json: {file name: sha256} of the files logg
 GATE_TAG = "gate"
 GATE_PENDING = "pending"
 GATE_DECIDED = "decided"
-
-_TASKS_PACKAGE = Path(__file__).resolve().parents[1]
-_SERVING_PACKAGES = ("numpy", "pandas", "opencv-python-headless", "onnxruntime", "pydantic")
-
-
-@contextmanager
-def _in_run(run_id: str):
-    """Make ``run_id`` the active run in this thread for mlflow's fluent API."""
-    import mlflow
-
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        yield
-        return
-    with mlflow.start_run(run_id=run_id, nested=active is not None):
-        yield
-
-
-def _requirements() -> list[str]:
-    reqs = []
-    for name in _SERVING_PACKAGES:
-        try:
-            reqs.append(f"{name}=={pkg_metadata.version(name)}")
-        except pkg_metadata.PackageNotFoundError:
-            reqs.append(name)
-    return reqs
-
-
-def log_model(
-    run_id: str,
-    weights: Path,
-    onnx: Path,
-    model_metadata: dict[str, Any],
-    int8: Path | None = None,
-    extra: dict[str, Path] | None = None,
-) -> str:
-    """Log the detector as an MLflow pyfunc model in ``run_id``.
-
-    Args:
-        run_id: The MLflow run that trained the model.
-        weights: The ultralytics ``.pt`` weights.
-        onnx: The fp32 ONNX export the recognizer runs.
-        model_metadata: Class names, imgsz, dataset id, metrics (saved as ``metadata.json``).
-        int8: An int8 ONNX variant, if evaluation kept one.
-        extra: More files the recognizer needs, by artifact key (a two-stage model's
-            ``classifier.onnx`` and ``classifier.pt``); they land beside ``model.onnx``.
-
-    Returns:
-        The logged model's URI, for :func:`register`.
-    """
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    from tasks.core.files import sha256_of
-    from tasks.registry.pyfunc_model import OUTPUT_COLUMNS, AslDetectorModel
-
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {"onnx": onnx, "weights": weights} | ({"int8": int8} if int8 else {})
-        files |= extra or {}
-        # What loads it checks each file against these (a swapped best.pt is refused).
-        model_metadata = model_metadata | {
-            SHA256_KEY: {path.name: sha256_of(path) for path in files.values()}
-        }
-        meta_path = Path(tmp) / "metadata.json"
-        meta_path.write_text(json.dumps(model_metadata, indent=2, default=str))
-        artifacts = {"metadata": str(meta_path)} | {k: str(v) for k, v in files.items()}
-        sample_out = pd.DataFrame(
-            [[0, "A", 0, 0.9, 0.0, 0.0, 1.0, 1.0, ""]], columns=OUTPUT_COLUMNS
-        )
-        signature = infer_signature(
-            pd.DataFrame({"image": ["<base64 JPEG or PNG>"]}),
-            sample_out,
-            params={"conf": 0.25, "iou": 0.45, "max_det": 10},
-        )
-        with _in_run(run_id):
-            info = mlflow.pyfunc.log_model(
-                name=ARTIFACT_NAME,
-                python_model=AslDetectorModel(),
-                artifacts=artifacts,
-                signature=signature,
-                pip_requirements=_requirements(),
-                # The model's own code travels with it: it loads (and serves) where this
-                # checkout is not installed, and an old version keeps the code it was made with.
-                code_paths=[str(_TASKS_PACKAGE)],
-                metadata={k: v for k, v in model_metadata.items() if k != "metrics"},
-            )
-    return info.model_uri
-
-
-def register(model_uri: str, tags: dict[str, str], name: str = MODEL_NAME) -> ModelVersion:
-    """Register ``model_uri`` as a new version of ``name`` and tag it."""
-    import mlflow
-
-    version = mlflow.register_model(model_uri, name, tags=tags)
-    return ModelVersion(
-        name=name,
-        version=str(version.version),
-        run_id=version.run_id,
-        dataset_id=tags.get("dataset_id"),
-    )
+# What MLflow answers when an alias or a model does not exist (a sqlite store and a server
+# differ); anything else, a server that is down, is an error, never "no champion".
+_NO_SUCH = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def personal_alias(learner: str) -> str:
@@ -187,16 +87,47 @@ def gate_pending(tags: Mapping[str, str]) -> bool:
     return state != GATE_DECIDED
 
 
+def tags_under(tags: Mapping[str, str], prefix: str) -> dict[str, str]:
+    """A version's tags named ``<prefix><key>``, by key (``started_from.`` → detector...)."""
+    return {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
+
+
+def tag_metrics(tags: Mapping[str, str]) -> dict[str, float]:
+    """The metrics a version carries in its ``metric.<name>`` tags, by name."""
+    return {k: float(v) for k, v in tags_under(tags, "metric.").items()}
+
+
 def _version(mv: Any, name: str) -> ModelVersion:
-    metrics = {k[7:]: float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
     return ModelVersion(
         name=name,
         version=str(mv.version),
-        aliases=tuple(mv.aliases),
+        aliases=tuple(mv.aliases or ()),
         run_id=mv.run_id,
         dataset_id=mv.tags.get("dataset_id"),
-        metrics=metrics,
+        metrics=tag_metrics(mv.tags),
     )
+
+
+def version_by_alias(client: Any, alias: str, name: str = MODEL_NAME) -> Any | None:
+    """MLflow's model version holding ``alias``, or None when no version has it.
+
+    Args:
+        client: An ``MlflowClient``.
+        alias: The alias (``champion``, ``personal-<learner>``).
+        name: The registered model.
+
+    Raises:
+        MlflowException: Anything but "no such alias or model" (a server that is down must
+            not read as "no champion": the gate would crown the candidate).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        if error.error_code in _NO_SUCH:
+            return None
+        raise
 
 
 def get_version(
@@ -213,72 +144,10 @@ def get_version(
         MlflowException: Anything but "no such alias or model" (a server that is down).
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException as error:
-        # Only "no such alias/model" means none; a server that is down must not read as
-        # "no champion" (the gate would crown the candidate).
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise
-    return _version(mv, name)
-
-
-def model_metadata(
-    names: Sequence[str],
-    imgsz: int,
-    dataset_id: str,
-    metrics: Mapping[str, float],
-    *,
-    eval_dataset_id: str | None = None,
-    profile: str | None = None,
-    started_from: Mapping[str, Mapping[str, Any]] | None = None,
-    bundle: Path | None = None,
-) -> dict[str, Any]:
-    """The ``metadata.json`` of a logged model (a two-stage ``bundle`` adds its own keys)."""
-    meta: dict[str, Any] = {"names": list(names), "imgsz": imgsz, "dataset_id": dataset_id}
-    if eval_dataset_id is not None:
-        meta["eval_dataset_id"] = eval_dataset_id
-    if profile is not None:
-        meta["profile"] = profile
-    meta["trained_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    meta["metrics"] = dict(metrics)
-    if started_from is not None:
-        meta["started_from"] = {stage: dict(record) for stage, record in started_from.items()}
-    if bundle is not None:
-        meta |= json.loads((bundle / "metadata.json").read_text())
-    return meta
-
-
-def version_tags(
-    dataset_id: str,
-    profile: str,
-    train_run_id: str,
-    evaluate_run_id: str,
-    metrics: Mapping[str, float],
-    *,
-    eval_dataset_id: str | None = None,
-    started_from: Mapping[str, str] | None = None,
-    recipe: str | None = None,
-    gated: bool = False,
-) -> dict[str, str]:
-    """The tags of a registered version, which the app's model page and the gate read.
-
-    ``gated``: the promotion gate will judge it, so it starts ``gate: pending``.
-    """
-    tags = {"dataset_id": dataset_id}
-    if recipe is not None:
-        tags[RECIPE_TAG] = recipe
-    if gated:
-        tags[GATE_TAG] = GATE_PENDING
-    if eval_dataset_id is not None:
-        tags["eval_dataset_id"] = eval_dataset_id
-    tags |= {"profile": profile, "train_run_id": train_run_id, "evaluate_run_id": evaluate_run_id}
-    tags |= {f"started_from.{stage}": text for stage, text in (started_from or {}).items()}
-    return tags | {f"metric.{k}": str(v) for k, v in metrics.items()}
+    mv = version_by_alias(client, alias, name)
+    return None if mv is None else _version(mv, name)
 
 
 class VersionFiles(NamedTuple):

@@ -247,6 +247,40 @@ def _record(client: Any, name: str, decision: PromotionDecision) -> None:
     with_retries(write, f"recording the gate of v{decision.version}")
 
 
+def scorer(
+    data_yaml: Path,
+    out_dir: Path,
+    device: str,
+    tracking_uri: str,
+    what: str = "champion",
+    name: str = MODEL_NAME,
+) -> Callable[[ModelVersion], ImageResults | None]:
+    """:func:`score_version` on ``data_yaml``'s gate split, None when a version can't be scored.
+
+    The gate's fallback: an unreadable champion (a download that fails, a damaged file) must
+    not lose the candidate, so its scores read "none" and the gate judges with what it has
+    (:func:`decide_promotion`; :func:`settle_registered` leaves a version it can't score
+    pending).
+
+    Args:
+        data_yaml: The candidate's dataset; its gate split is scored.
+        out_dir: Where downloads and evaluations go.
+        device: The evaluation device.
+        tracking_uri: The MLflow store.
+        what: Which version this scores, for the log ("champion", "registered").
+        name: Registered model name.
+    """
+
+    def score(version: ModelVersion) -> ImageResults | None:
+        try:
+            return dict(score_version(version, data_yaml, out_dir, device, tracking_uri, name))
+        except Exception as exc:  # any failure to score reads as "no score"
+            log.warning("%s v%s could not be scored: %s", what, version.version, exc)
+            return None
+
+    return score
+
+
 def score_version(
     version: ModelVersion,
     data_yaml: Path,

@@ -1,7 +1,10 @@
 """The one MLflow set-up: where the tracking store and registry are, and the experiment.
 
-The flows, the app and the tests point MLflow at the store through here; nothing else sets
-MLflow's URIs.
+The flows, the app and the tests point MLflow at the store and get their client through here
+(:func:`client_for`, :func:`connect`); nothing else sets MLflow's URIs. Credentials come from
+MLflow's own variables (``MLFLOW_TRACKING_USERNAME``...), which a flow may fill from Prefect
+Secret blocks; every client redacts what it writes; :func:`with_retries` wraps the steps that
+must outlive a server restart.
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from tasks.core.redact import redact
+from tasks.core.settings import Settings, get_settings, prepare_environment
+from tasks.registry.clients import NoImagesClient, RedactingClient, load_tracking_credentials
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +45,22 @@ def configure_mlflow(tracking_uri: str, experiment: str, artifact_root: str | No
     return client.create_experiment(experiment, artifact_location=location)
 
 
-def client_for(tracking_uri: str) -> Any:
-    """An ``MlflowClient`` for the tracking store and its registry (the same URI).
+def client_for(tracking_uri: str, *, images: bool = True) -> RedactingClient:
+    """A redacting client for the tracking store and its registry (the same URI).
 
     Also points mlflow's process-wide URIs there: ``Recognizer.load`` downloads ``models:/``
     URIs through them.
+
+    Args:
+        tracking_uri: The store.
+        images: False for a learner's run: the client logs no image file.
     """
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    kind = RedactingClient if images else NoImagesClient
+    return kind(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 class TrackingUnavailable(RuntimeError):
@@ -90,16 +101,53 @@ def check_reachable(
     )
 
 
-def connect(tracking_uri: str, experiment: str, artifact_root: str | None) -> tuple[Any, str]:
-    """A client for the tracking store, and the id of ``experiment`` (created if needed).
+def connect(
+    tracking_uri: str, experiment: str, artifact_root: str | None, *, images: bool = True
+) -> tuple[RedactingClient, str]:
+    """A flow's client for the tracking store, and the id of ``experiment`` (created if needed).
+
+    Credentials that the environment lacks are read from Prefect Secret blocks first.
+
+    Args:
+        tracking_uri: The store.
+        experiment: The experiment's name.
+        artifact_root: Where its artifacts go (None: the store's default).
+        images: False for a learner's run (see :func:`client_for`).
 
     Raises:
         TrackingUnavailable: A tracking server that does not answer (see
             :func:`check_reachable`).
     """
     check_reachable(tracking_uri)
+    load_tracking_credentials(tracking_uri)
     experiment_id = configure_mlflow(tracking_uri, experiment, artifact_root)
-    return client_for(tracking_uri), experiment_id
+    return client_for(tracking_uri, images=images), experiment_id
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every flow starts from: the settings, a client of the tracking store, the experiment."""
+
+    settings: Settings
+    client: RedactingClient
+    experiment_id: str
+
+
+def open_job(*, images: bool = True) -> Job:
+    """Read the settings, prepare the process environment and connect to MLflow.
+
+    Args:
+        images: False for a learner's run: its client logs no image file.
+
+    Raises:
+        TrackingUnavailable: A tracking server that does not answer.
+    """
+    settings = get_settings()
+    prepare_environment(settings)
+    client, experiment_id = connect(
+        settings.tracking_uri, settings.experiment, settings.artifact_root, images=images
+    )
+    return Job(settings, client, experiment_id)
 
 
 def with_retries(

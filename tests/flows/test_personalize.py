@@ -11,7 +11,6 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from flows import mlflow_runs
 from flows.data import DataParams
 from flows.personalize import PersonalizeParams, alias_for, personalize_flow
 from flows.pipeline import PipelineParams, pipeline_flow
@@ -21,14 +20,14 @@ from tasks.data.augment_config import AugmentConfig
 from tasks.data.captures import learner_dir, read_bursts, save_burst
 from tasks.data.yolo_format import list_images, read_boxes_xyxy
 from tasks.inference.bundle import bundle_artifacts, crop_settings, is_two_stage
+from tasks.registry import mlflow_runs
 from tasks.registry.models import (
     CHAMPION,
     MODEL_NAME,
     download_version,
-    log_model,
-    model_metadata,
-    register,
 )
+from tasks.registry.publish import log_model, model_metadata, register
+from tasks.registry.tracking import open_job
 from tasks.training.profiles import get_profile, personal
 
 
@@ -125,7 +124,8 @@ def test_the_recipe_follows_the_champions_files_and_sizes(tmp_path: Path):
 
 def _register_champion(folder: Path) -> str:
     """Log a two-stage folder as the champion the way the train flow logs one, untrained."""
-    client, experiment_id = mlflow_runs.connect(get_settings())
+    job = open_job()
+    client, experiment_id = job.client, job.experiment_id
     letters = (folder / "classifier.pt").read_bytes()
     detector = next(
         p for p in (folder.parent / "runs").rglob("best.pt") if p.read_bytes() != letters

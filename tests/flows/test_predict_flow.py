@@ -38,17 +38,17 @@ def test_predict_flow_opens_mlflow_as_every_flow_does(
 ):
     """A registry URI goes through the flows' one way into MLflow (credentials from Secret
     blocks, a reachability check), not a way of its own."""
-    from flows import mlflow_runs, predict
+    from flows import predict
 
     opened: list[str] = []
 
-    def connect(settings: object) -> None:
-        opened.append(str(settings.tracking_uri))
+    def open_job(**kwargs: object) -> None:
+        opened.append(str(get_settings().tracking_uri))
         raise RuntimeError("stop here")
 
     monkeypatch.setenv("FINGERSPELL_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
-    monkeypatch.setattr(mlflow_runs, "connect", connect)
+    monkeypatch.setattr(predict, "open_job", open_job)
     with pytest.raises(RuntimeError, match="stop here"):
         predict.predict_flow.fn(PredictParams(inputs=[str(tmp_path)], model="models:/x@y"))
     get_settings.cache_clear()

@@ -21,12 +21,12 @@ from mlflow import MlflowClient
 from PIL import Image
 
 import flows.personalize as personalize
-from flows import mlflow_runs
 from flows.personalize import PersonalizeParams, personalize_flow
 from flows.train_stages import Trained
 from tasks.core.records import Box, DatasetRef, ModelVersion
 from tasks.core.settings import get_settings
 from tasks.data.captures import delete_learner, learner_dir, save_burst
+from tasks.registry import mlflow_runs, publish
 from tasks.training.resume import TrainResult
 
 LEARNER = "ann"
@@ -109,7 +109,7 @@ def personalized(
     (champion / "best.pt").write_bytes(b"")
     seen: dict[str, Any] = {}
 
-    def log_model(run_id, weights, onnx, meta, extra=None):
+    def log_model(run_id, weights, onnx, meta, int8=None, extra=None):
         seen["meta"] = meta
         raise _Stop
 
@@ -129,7 +129,7 @@ def personalized(
     monkeypatch.setattr(personalize, "find_registered", lambda dataset_id, recipe: None)
     monkeypatch.setattr(personalize, "evaluate_task", _fake_evaluate)
     monkeypatch.setattr(personalize, "train_stages", _fake_stages(seen))
-    monkeypatch.setattr(personalize, "log_model", log_model)
+    monkeypatch.setattr(publish, "log_model", log_model)
     with pytest.raises(_Stop):
         personalize_flow.fn(PersonalizeParams(learner=LEARNER, minutes=None))
     return seen
@@ -236,7 +236,7 @@ def test_the_personal_client_skips_images_by_suffix_or_content(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever calls it: one file, a whole folder, log_image; a picture under another name."""
-    from flows.personalize import NoImagesClient
+    from tasks.registry.clients import NoImagesClient
 
     logged: list[tuple[str, str | None]] = []
     monkeypatch.setattr(

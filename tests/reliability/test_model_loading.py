@@ -128,7 +128,7 @@ def test_a_registered_version_whose_file_was_swapped_is_refused(
 ):
     import mlflow
 
-    from tasks.registry import models
+    from tasks.registry import models, publish
     from tasks.registry.tracking import client_for
 
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
@@ -140,8 +140,8 @@ def test_a_registered_version_whose_file_was_swapped_is_refused(
         weights, onnx = tmp_path / "best.pt", tmp_path / "model.onnx"
         torch.save({"model": None}, weights)
         onnx.write_bytes(b"onnx")
-        meta = models.model_metadata(["A"], 64, "data1", {})
-        version = models.register(models.log_model(run, weights, onnx, meta), {})
+        meta = publish.model_metadata(["A"], 64, "data1", {})
+        version = publish.register(publish.log_model(run, weights, onnx, meta), {})
 
         files = models.download_version(version.version, uri)
         recorded = json.loads((files.artifacts / "metadata.json").read_text())["sha256"]

@@ -26,9 +26,9 @@ from tasks.registry.models import (
     find_registered,
     get_version,
     recipe_id,
-    version_tags,
 )
 from tasks.registry.promotion import decide_promotion, settle_registered
+from tasks.registry.publish import version_tags
 
 RESULTS = {f"img{i:03d}.jpg": i < 30 for i in range(40)}
 

@@ -7,7 +7,7 @@ artifacts, in any MLflow param, tag or model version tag, in the console output,
 under the data home or Prefect's home (databases, artifacts, cached results).
 
 The tracking URI itself stays the local sqlite store (a URI with a password needs an HTTP
-server); its redaction is covered by the unit tests of ``flows.mlflow_runs`` and ``ui``.
+server); its redaction is covered by the unit tests of ``tasks.registry.mlflow_runs`` and ``ui``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tasks.core.records import LETTERS, ModelVersion
 from tasks.evaluation.report import EvalReport
-from tasks.registry.models import CHAMPION, log_model, model_metadata, register, version_tags
+from tasks.registry.models import CHAMPION
+from tasks.registry.publish import log_model, model_metadata, register, version_tags
 from tasks.registry.tracking import connect
 
 

@@ -1,4 +1,4 @@
-"""Registry naming, tags and metadata, and registering and finding versions in a sqlite store.
+"""Registry naming, reading tags, and finding versions and aliases in a sqlite store.
 
 No model is trained or logged as pyfunc here (that is the flows' tests): versions point at a
 plain artifact folder, which is all the registry looks at.
@@ -6,7 +6,6 @@ plain artifact folder, which is all the registry looks at.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,18 @@ from typing import Any
 import pytest
 from support.mlflow_state import mlflow_uris_restored
 
-from tasks.registry import models
 from tasks.registry.models import (
     CHAMPION,
     RECIPE_TAG,
     find_registered,
     get_version,
-    model_metadata,
     personal_alias,
     recipe_id,
-    register,
-    version_tags,
+    tag_metrics,
+    tags_under,
+    version_by_alias,
 )
+from tasks.registry.publish import register
 
 NAME = "asl-test"
 
@@ -43,64 +42,6 @@ def test_recipe_id_names_the_data_and_the_recipe():
 
 def test_personal_alias():
     assert personal_alias("ann") == "personal-ann"
-
-
-def test_version_tags_carry_what_the_gate_and_app_read():
-    tags = version_tags(
-        "data1",
-        "cpu",
-        "train-run",
-        "eval-run",
-        {"valid_top1": 0.9, "test_top1": 0.8},
-        eval_dataset_id="eval1",
-        started_from={"detector": "yolov5nu.pt sha256:ab"},
-        recipe="r" * 16,
-    )
-    assert tags == {
-        "dataset_id": "data1",
-        RECIPE_TAG: "r" * 16,
-        "eval_dataset_id": "eval1",
-        "profile": "cpu",
-        "train_run_id": "train-run",
-        "evaluate_run_id": "eval-run",
-        "started_from.detector": "yolov5nu.pt sha256:ab",
-        "metric.valid_top1": "0.9",
-        "metric.test_top1": "0.8",
-    }
-    minimal = version_tags("d", "smoke", "t", "e", {})
-    assert minimal == {"dataset_id": "d", "profile": "smoke", "train_run_id": "t",
-                       "evaluate_run_id": "e"}  # fmt: skip
-
-
-def test_model_metadata(tmp_path: Path):
-    meta = model_metadata(["A", "B"], 256, "data1", {"valid_top1": 0.5})
-    assert meta["names"] == ["A", "B"] and meta["imgsz"] == 256 and meta["dataset_id"] == "data1"
-    assert meta["metrics"] == {"valid_top1": 0.5}
-    assert meta["trained_at"].endswith("Z") and "profile" not in meta
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "metadata.json").write_text(json.dumps({"stages": 2, "imgsz": 128}))
-    full = model_metadata(
-        ["A"],
-        256,
-        "d",
-        {},
-        eval_dataset_id="e",
-        profile="cpu",
-        started_from={"detector": {"name": "yolov5nu.pt"}},
-        bundle=bundle,
-    )
-    assert full["eval_dataset_id"] == "e" and full["profile"] == "cpu"
-    assert full["started_from"] == {"detector": {"name": "yolov5nu.pt"}}
-    assert full["stages"] == 2 and full["imgsz"] == 128  # the bundle's own keys win
-
-
-def test_serving_requirements_pin_what_is_installed():
-    from importlib.metadata import version
-
-    requirements = models._requirements()
-    assert f"numpy=={version('numpy')}" in requirements
-    assert len(requirements) == len(models._SERVING_PACKAGES)
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +109,20 @@ def test_get_version_raises_when_the_store_fails(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(mlflow.MlflowClient, "get_model_version_by_alias", down)
     with pytest.raises(MlflowException, match="connection refused"):
         get_version(CHAMPION, NAME, f"sqlite:///{tmp_path / 'unused.db'}")
+
+
+def test_one_tag_decoder_for_metrics_and_groups():
+    tags = {"metric.valid_top1": "0.75", "metric.test_top1": "0.5", "started_from.detector": "x"}
+    tags |= {"dataset_id": "d", "metricless": "1"}
+    assert tag_metrics(tags) == {"valid_top1": 0.75, "test_top1": 0.5}
+    assert tags_under(tags, "started_from.") == {"detector": "x"}
+    assert tags_under({}, "metric.") == {}
+
+
+def test_version_by_alias_is_none_only_for_a_missing_alias(store: dict[str, Any]):
+    client = store["client"]
+    assert version_by_alias(client, "nobody", "no-such-model") is None
+    register(f"runs:/{store['run_id']}/model", {"dataset_id": "d"}, "alias-test")
+    assert version_by_alias(client, "nobody", "alias-test") is None
+    client.set_registered_model_alias("alias-test", "somebody", "1")
+    assert str(version_by_alias(client, "somebody", "alias-test").version) == "1"

@@ -132,3 +132,17 @@ def test_with_retries_waits_out_a_short_outage_and_raises_a_long_one():
 
     with pytest.raises(ConnectionError, match="still down"):
         with_retries(down, "registering", waits=(0, 0))
+
+
+def test_a_version_that_cannot_be_scored_reads_as_no_score(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The gate's fallback: an unreadable champion gives "no score", not a failed flow."""
+    from tasks.registry.promotion import scorer
+
+    score = scorer(
+        tmp_path / "data.yaml", tmp_path / "out", "cpu", f"sqlite:///{tmp_path / 'none.db'}"
+    )
+    with caplog.at_level("WARNING"):
+        assert score(ModelVersion(name="no-such-model", version="9")) is None
+    assert "champion v9 could not be scored" in caplog.text

@@ -88,7 +88,7 @@ def test_the_logged_model_loads_where_the_checkout_is_not_installed(
     import mlflow
 
     from tasks.core.records import LETTERS
-    from tasks.registry.models import log_model, model_metadata
+    from tasks.registry.publish import log_model, model_metadata
     from tasks.registry.tracking import client_for
 
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()

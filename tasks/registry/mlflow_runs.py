@@ -5,113 +5,30 @@ mlflow's thread-local "active run": Prefect may run tasks on other threads, and 
 not depend on that.
 
 Params and tags can hold URLs (a dataset source, a tracking URI), and a URL can hold a password
-or a signature. Everything written through this module, or through the client :func:`connect`
-returns, is passed through :func:`tasks.core.redact.redact` first.
+or a signature. Everything written through this module is passed through
+:func:`tasks.core.redact.redact` first, as is everything written through the client
+:func:`tasks.registry.tracking.connect` returns.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from pydantic import BaseModel
 
-from tasks.core.redact import redact, redact_value
-from tasks.core.settings import Settings
+from tasks.core.records import DatasetRef
+from tasks.core.redact import redact
 from tasks.evaluation.report import EvalReport
-from tasks.registry import tracking
-from tasks.training.detector import TrainResult
-
-# MLflow reads a tracking server's credentials from these variables. Jobs on Vertex AI get no
-# secrets in their plain environment: the flow fills them from Prefect Secret blocks instead.
-TRACKING_SECRET_BLOCKS = {
-    "MLFLOW_TRACKING_USERNAME": "mlflow-tracking-username",
-    "MLFLOW_TRACKING_PASSWORD": "mlflow-tracking-password",
-    "MLFLOW_TRACKING_TOKEN": "mlflow-tracking-token",
-}
-
-
-def load_tracking_credentials(tracking_uri: str) -> list[str]:
-    """Set MLflow's credential variables that are unset from Prefect Secret blocks, if any.
-
-    Args:
-        tracking_uri: Only an http(s) tracking server is asked for credentials.
-
-    Returns:
-        The names of the variables set (never their values).
-    """
-    if not tracking_uri.startswith(("http://", "https://")):
-        return []
-    from prefect.blocks.system import Secret
-
-    loaded = []
-    for variable, block in TRACKING_SECRET_BLOCKS.items():
-        if os.environ.get(variable):
-            continue
-        try:
-            os.environ[variable] = str(Secret.load(block).get())
-        except (ValueError, RuntimeError):
-            continue  # no such block: the server needs no credentials of this kind
-        loaded.append(variable)
-    return loaded
-
-
-class RedactingClient(MlflowClient):
-    """An ``MlflowClient`` that redacts URL credentials in every param and tag it writes.
-
-    Flows log through the client directly as well (``client.set_tag``), so redacting in the
-    client, not only in this module's helpers, covers every caller.
-    """
-
-    def create_run(
-        self,
-        experiment_id: str,
-        start_time: int | None = None,
-        tags: dict[str, Any] | None = None,
-        run_name: str | None = None,
-    ) -> Any:
-        """``MlflowClient.create_run`` with redacted tag values."""
-        tags = {k: redact_value(v) for k, v in (tags or {}).items()}
-        return super().create_run(experiment_id, start_time, tags, run_name)
-
-    def set_tag(self, run_id: str, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
-        """``MlflowClient.set_tag`` with a redacted value."""
-        return super().set_tag(run_id, key, redact_value(value), *args, **kwargs)
-
-    def log_param(self, run_id: str, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
-        """``MlflowClient.log_param`` with a redacted value."""
-        return super().log_param(run_id, key, redact_value(value), *args, **kwargs)
-
-    def log_batch(
-        self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = (), **kwargs: Any
-    ) -> Any:
-        """``MlflowClient.log_batch`` with redacted param and tag values."""
-        params = [Param(p.key, redact(p.value)) for p in params]
-        tags = [RunTag(t.key, redact(t.value)) for t in tags]
-        return super().log_batch(run_id, metrics, params, tags, **kwargs)
-
-    def set_model_version_tag(
-        self, name: str, version: Any = None, key: Any = None, value: Any = None, **kwargs: Any
-    ) -> Any:
-        """``MlflowClient.set_model_version_tag`` with a redacted value."""
-        return super().set_model_version_tag(name, version, key, redact_value(value), **kwargs)
-
-
-def connect(settings: Settings) -> tuple[MlflowClient, str]:
-    """A redacting client for the configured tracking store, and the experiment id."""
-    load_tracking_credentials(settings.tracking_uri)
-    _, experiment_id = tracking.connect(
-        settings.tracking_uri, settings.experiment, settings.artifact_root
-    )
-    uri = settings.tracking_uri
-    return RedactingClient(tracking_uri=uri, registry_uri=uri), experiment_id
+from tasks.registry.promotion import PromotionDecision
+from tasks.training.resume import TrainResult
 
 
 @contextmanager
@@ -168,6 +85,30 @@ def log_json(client: MlflowClient, run_id: str, name: str, payload: Any) -> None
         path = Path(tmp) / name
         path.write_text(redact(json.dumps(payload, indent=2, default=str)))
         client.log_artifact(run_id, str(path))
+
+
+def log_dataset(
+    client: MlflowClient, run_id: str, dataset: DatasetRef, source: str, augment: BaseModel
+) -> None:
+    """Log what the data flow built: its source, id, augmentation, counts and preview."""
+    log_params(
+        client,
+        run_id,
+        {"source": source, "dataset_id": dataset.id}
+        | flatten("augment", augment.model_dump(mode="json")),
+    )
+    for split, count in dataset.counts.items():
+        client.log_metric(run_id, f"images_{split}", count)
+    set_tag(client, run_id, "dataset_id", dataset.id)
+    if (preview := dataset.local_path / "preview.jpg").exists():
+        client.log_artifact(run_id, str(preview), "dataset")
+
+
+def log_decision(client: MlflowClient, run_id: str, decision: PromotionDecision) -> None:
+    """Record the promotion gate's decision on the evaluate run (``promotion.json``, tags)."""
+    log_json(client, run_id, "promotion.json", decision.model_dump())
+    client.set_tag(run_id, "promotion", decision.alias or "none")
+    client.set_tag(run_id, "model_version", decision.version)
 
 
 def log_training(client: MlflowClient, run_id: str, result: TrainResult) -> None:

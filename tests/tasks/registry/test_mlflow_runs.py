@@ -1,4 +1,4 @@
-"""Params and tags written through ``flows.mlflow_runs`` never hold URL credentials."""
+"""Params and tags written through ``tasks.registry.mlflow_runs`` never hold URL credentials."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Param, RunTag
 
-from flows import mlflow_runs
 from tasks.core.settings import Settings
+from tasks.registry import mlflow_runs
+from tasks.registry.clients import RedactingClient
+from tasks.registry.tracking import connect
 
 SIGNED = "https://storage.googleapis.com/b/asl.zip?X-Goog-Signature=FAKESIG123&alt=media"
 REDACTED = "https://storage.googleapis.com/b/asl.zip?X-Goog-Signature=***&alt=media"
@@ -18,8 +20,10 @@ TRACKING = "https://ann:FAKEPASS456@mlflow.example.com"
 @pytest.fixture
 def store(tmp_path: Path):
     settings = Settings(home=tmp_path, experiment="redaction")
-    client, experiment_id = mlflow_runs.connect(settings)
-    assert isinstance(client, mlflow_runs.RedactingClient)
+    client, experiment_id = connect(
+        settings.tracking_uri, settings.experiment, settings.artifact_root
+    )
+    assert isinstance(client, RedactingClient)
     return client, experiment_id
 
 

@@ -8,15 +8,15 @@ import uuid
 import pytest
 from prefect.blocks.system import Secret
 
-from flows import mlflow_runs
+from tasks.registry import clients
 
 
 def test_tracking_credentials_from_secret_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     names = {
         variable: f"{block}-{uuid.uuid4().hex[:8]}"
-        for variable, block in mlflow_runs.TRACKING_SECRET_BLOCKS.items()
+        for variable, block in clients.TRACKING_SECRET_BLOCKS.items()
     }
-    monkeypatch.setattr(mlflow_runs, "TRACKING_SECRET_BLOCKS", names)
+    monkeypatch.setattr(clients, "TRACKING_SECRET_BLOCKS", names)
     for variable in names:
         # setenv first, so that undoing restores "unset" after the flow code set it.
         monkeypatch.setenv(variable, "")
@@ -24,8 +24,8 @@ def test_tracking_credentials_from_secret_blocks(monkeypatch: pytest.MonkeyPatch
     Secret(value="s3cret-token").save(names["MLFLOW_TRACKING_TOKEN"])
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "set-by-user")
 
-    assert mlflow_runs.load_tracking_credentials("sqlite:///x.db") == [], "no server, no secrets"
-    assert mlflow_runs.load_tracking_credentials("https://mlflow.example.com") == [
+    assert clients.load_tracking_credentials("sqlite:///x.db") == [], "no server, no secrets"
+    assert clients.load_tracking_credentials("https://mlflow.example.com") == [
         "MLFLOW_TRACKING_TOKEN"
     ]
     assert os.environ["MLFLOW_TRACKING_TOKEN"] == "s3cret-token"
