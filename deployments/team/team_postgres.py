@@ -144,12 +144,14 @@ def start(state: Path, port: int, log: Path) -> Postgres:
 def _wait_ready(
     bindir: Path, sockets: Path, port: int, process: subprocess.Popen, log: Path
 ) -> None:
+    owner = ["-U", user, "-d", "postgres"] if (user := _os_user()) else ["-d", "postgres"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"postgres exited: {log.read_text()[-2000:]}")
         ready = subprocess.run(
-            [str(bindir / "pg_isready"), "-q", "-h", str(sockets), "-p", str(port)], check=False
+            [str(bindir / "pg_isready"), "-q", "-h", str(sockets), "-p", str(port), *owner],
+            check=False,
         )
         if ready.returncode == 0:
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from support.servers import BIN, free_port
-from support.team import Prefect, flow_pid, team_postgres, team_stack
+from support.team import REPO, Prefect, flow_pid, team_postgres, team_stack
 
 from tasks.registry.models import CHAMPION, MODEL_NAME, RECIPE_TAG
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# For users with Docker; checked statically here (no Docker engine on this machine or CI).
+COMPOSE = REPO / "deployments" / "team" / "compose.yaml"
 
 EXPERIMENT = "e2e-team"
 # Stand-ins for a team's MLflow credentials in the workers' environment: never to be stored.
@@ -119,6 +122,8 @@ def _worker_of(team: dict[str, Any], run_id: str) -> list[str]:
     return [w for w in team_stack.WORKERS if run_id in (logs / f"{w}.log").read_text()]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_two_trainings_and_a_data_flow_at_once(team: dict[str, Any]) -> None:
     prefect, client = team["prefect"], team["mlflow"]
     started = time.monotonic()
@@ -150,6 +155,8 @@ def test_two_trainings_and_a_data_flow_at_once(team: dict[str, Any]) -> None:
         assert held <= {version.tags["promotion.alias"]}, (version.version, held)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.xfail(
     raises=AssertionError,
     strict=False,
@@ -175,6 +182,8 @@ def test_the_champion_moved_only_as_the_gates_decided(team: dict[str, Any]) -> N
     print(f"\nalias moves: {len(promoted)}, chain {chain[1:]}")
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_killed_training_reruns_and_one_outlives_an_mlflow_restart(
     team: dict[str, Any],
 ) -> None:
@@ -239,6 +248,8 @@ def _descendants(pid: int) -> list[int]:
     return [d for c in found for d in (*_descendants(c), c)]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_no_credential_in_logs_tags_or_prefect_records(team: dict[str, Any]) -> None:
     state, prefect, client = team["state"], team["prefect"], team["mlflow"]
     password = (state / "pgpass").read_text().strip().rsplit(":", 1)[-1]
@@ -273,3 +284,24 @@ def test_no_credential_in_logs_tags_or_prefect_records(team: dict[str, Any]) -> 
         if name in team_stack.WORKERS:
             environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
             assert "PGPASSFILE" not in environ and password not in environ
+
+
+def test_the_compose_file_starts_the_same_stack_with_no_secret_inline() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert {"postgres", "prefect-server", "mlflow", "worker-1", "worker-2"} <= set(services)
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["prefect-server"]["image"] == "prefecthq/prefect:3.9.1-python3.11"
+    assert (
+        "FROM ghcr.io/mlflow/mlflow:v3.17.2" in (COMPOSE.parent / "mlflow.Dockerfile").read_text()
+    )
+    for name in ("worker-1", "worker-2"):
+        command = services[name]["command"]
+        assert command[:3] == ["prefect", "worker", "start"] and "team-process" in command
+    # Every password comes from the environment (.env); no URL carries one.
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if "PASSWORD" in key:
+                assert str(value).startswith("${POSTGRES_PASSWORD:?"), (name, key)
+            assert not re.search(r"://[^/@:]+:[^/@]+@", str(value)), (name, key)
+    assert "POSTGRES_PASSWORD=\n" in (COMPOSE.parent / ".env.example").read_text()
