@@ -175,7 +175,9 @@ def main() -> None:
     """Measure both backends, print the table and where sqlite gives out, write the JSON."""
     import logging
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # a line per version otherwise
+    import mlflow  # its import sets its loggers' level: quieten them after it
+
+    logging.getLogger(mlflow.__name__).setLevel(logging.WARNING)  # a line per version otherwise
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,4,16,32", help="client counts, comma-separated")
     parser.add_argument("--rounds", type=int, default=5, help="metric batches + versions each")
