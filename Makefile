@@ -32,7 +32,7 @@ ifneq ($(wildcard $(SHARED_WEIGHTS)/*.pt),)
 export FINGERSPELL_WEIGHTS_DIR ?= $(SHARED_WEIGHTS)
 endif
 
-.PHONY: setup demo app test test-fast test-py check-extras lint format bench serve clean
+.PHONY: setup demo app test test-fast test-py check-extras lint format bench serve team-up team-down clean
 
 setup: $(STAMP)
 
@@ -101,6 +101,14 @@ bench: setup
 # Prefect server + MLflow server + process worker on 127.0.0.1 with the local deployments; Ctrl-C stops all.
 serve: setup
 	bash deployments/serve.sh
+
+# The team stack (deployments/team/): PostgreSQL, Prefect and MLflow servers on it, the
+# team-process pool and two workers, in the background; team-down stops what team-up started.
+team-up: setup
+	BIN=$(BIN) bash deployments/team/up
+
+team-down:
+	BIN=$(BIN) bash deployments/team/down
 
 # Every cache the project writes; never .venv.
 clean:
