@@ -21,6 +21,7 @@ from tasks.core.records import DatasetRef, ModelVersion
 from tasks.data.acquire import localize
 from tasks.evaluation.report import EvalReport
 from tasks.registry import mlflow_runs
+from tasks.registry.gate_lock import gate_lock
 from tasks.registry.int8_choice import int8_variant
 from tasks.registry.models import find_registered, recipe_id
 from tasks.registry.promotion import GATE_SPLIT, decide_promotion, scorer, settle_registered
@@ -52,7 +53,8 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
     runs_dir = job.settings.home / "runs"
     unchanged_skips = params.reuse and not params.register_unchanged
     if unchanged_skips and (same := find_registered(dataset.id, recipe)) is not None:
-        return _settle(job, same, params, dataset, runs_dir / "gate", config)
+        with gate_lock(job.settings.home):
+            return _settle(job, same, params, dataset, runs_dir / "gate", config)
     if not params.reuse:  # a folder of its own, even for two runs started in the same second
         runs_dir = runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     tags = {"dataset_id": dataset.id, "profile": params.profile}
@@ -74,11 +76,12 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             for key, value in int8_metrics.items():
                 job.client.log_metric(eval_run, key, value)
         version = _publish(job, trained, dataset, params, config, recipe, metrics, eval_run, int8)
-        decision = decide_promotion(
-            version, reports[GATE_SPLIT].image_correct, params.gate.alpha,
-            scorer(dataset.data_yaml, eval_dir, resolve_device(config.device),
-                   job.settings.tracking_uri),
-        )  # fmt: skip
+        with gate_lock(job.settings.home):  # MLflow has no compare-and-set for an alias
+            decision = decide_promotion(
+                version, reports[GATE_SPLIT].image_correct, params.gate.alpha,
+                scorer(dataset.data_yaml, eval_dir, resolve_device(config.device),
+                       job.settings.tracking_uri),
+            )  # fmt: skip
         mlflow_runs.log_decision(job.client, eval_run, decision)
     get_run_logger().info("registered %s v%s: %s", version.name, version.version, decision.reason)
     return TrainOutcome(

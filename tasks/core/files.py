@@ -206,13 +206,17 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
 
 
 @contextmanager
-def run_folder_lock(folder: Path) -> Iterator[None]:
+def run_folder_lock(folder: Path, holder: str = "another training") -> Iterator[None]:
     """Hold ``folder``'s lock while the block runs: one training per run folder at a time.
 
     Two runs of the same dataset and recipe (a schedule and a user, say) key the same run
     folder. The second waits here until the first is done, then finds its finished training
     and reuses it. The lock is an ``flock`` on ``<folder>.lock``, so a killed holder
     (even ``kill -9``) releases it at once and no stale lock is left to clean.
+
+    Args:
+        folder: What the lock guards (the lock file sits beside it).
+        holder: Who else may hold it, for the log line of a wait.
     """
     import fcntl
 
@@ -221,7 +225,7 @@ def run_folder_lock(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("%s is in use by another training; waiting for it to finish", folder)
+            log.info("%s is in use by %s; waiting for it to finish", folder, holder)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -95,7 +95,7 @@ def discard_unsaved(root: Path) -> list[Path]:
     Returns:
         The files removed.
     """
-    with run_folder_lock(root):
+    with run_folder_lock(root, "another change to these captures"):
         return _drop_unindexed(root, read_bursts(root))
 
 
@@ -151,7 +151,7 @@ def save_burst(
         raise ValueError(
             f"a burst needs frames with one box each, got {len(frames)} and {len(boxes)}"
         )
-    with run_folder_lock(root):
+    with run_folder_lock(root, "another change to these captures"):
         _ensure_layout(root)
         return _save(root, letter, frames, boxes)
 
@@ -197,7 +197,7 @@ def _save(root: Path, letter: str, frames: Sequence[np.ndarray], boxes: Sequence
 
 def delete_burst(root: Path, burst_id: str) -> None:
     """Remove one burst's frames and labels, and its index entry."""
-    with run_folder_lock(root):
+    with run_folder_lock(root, "another change to these captures"):
         kept = [burst for burst in read_bursts(root) if burst.id != burst_id]
         # The index first: a kill after it leaves files no entry names, removed next time.
         _write_index(root, kept)
@@ -238,7 +238,7 @@ def delete_learner(home: Path, learner: str, model_caches: Sequence[Path] = ()) 
     """
     root = learner_dir(home, learner)
     removed: dict[str, int] = {}
-    with run_folder_lock(root):
+    with run_folder_lock(root, "another change to these captures"):
         _remove(root, removed)
         root.with_name(f"{root.name}.lock").unlink(missing_ok=True)  # it names the learner
     _remove(merged_datasets_dir(home / "datasets", learner), removed)

@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from support.servers import BIN, free_port
 from support.team import REPO, Prefect, flow_pid, team_postgres, team_stack
 
+from tasks.registry.gate_lock import GATE_LIMIT
 from tasks.registry.models import CHAMPION, MODEL_NAME, RECIPE_TAG
 
 # For users with Docker; checked statically here (no Docker engine on this machine or CI).
@@ -157,13 +158,6 @@ def test_two_trainings_and_a_data_flow_at_once(team: dict[str, Any]) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="#29: two gates deciding at once can both read 'no champion' and both promote "
-    "(tasks/registry/promotion.py decide_promotion: _champion_moved, then the alias is set, is "
-    "no atomic step); needs one gate at a time across workers",
-)
 def test_the_champion_moved_only_as_the_gates_decided(team: dict[str, Any]) -> None:
     client = team["mlflow"]
     # Each promotion names the champion it replaced: the promotions must form one chain from
@@ -180,6 +174,11 @@ def test_the_champion_moved_only_as_the_gates_decided(team: dict[str, Any]) -> N
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
     assert promoted and champion.version == chain[-1], (chain, champion.version)
     print(f"\nalias moves: {len(promoted)}, chain {chain[1:]}")
+    # The gates took turns through the team server's one-slot limit (tasks/registry/gate_lock).
+    limits = team["prefect"].http.post("/v2/concurrency_limits/filter", json={})
+    limits.raise_for_status()
+    gate = [limit for limit in limits.json() if limit["name"] == GATE_LIMIT]
+    assert gate and gate[0]["limit"] == 1 and gate[0]["active_slots"] == 0, gate
 
 
 @pytest.mark.e2e

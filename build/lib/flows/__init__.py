@@ -1,0 +1,1 @@
+"""Prefect flows: they compose tasks and pass small typed records between them."""

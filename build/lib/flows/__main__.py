@@ -1,0 +1,5 @@
+"""``python -m flows``: the ``fingerspell`` command without installing its script."""
+
+from flows.console import main
+
+raise SystemExit(main())

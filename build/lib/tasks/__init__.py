@@ -1,0 +1,1 @@
+"""Domain logic of Fingerspell: plain typed functions, each module one stage."""

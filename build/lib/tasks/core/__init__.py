@@ -1,0 +1,1 @@
+"""Shared ground: records, settings and file helpers every stage uses."""

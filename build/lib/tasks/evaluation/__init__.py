@@ -1,0 +1,1 @@
+"""Evaluation: metrics on a split, detection matching, the report and its plots."""

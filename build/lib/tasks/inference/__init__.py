@@ -1,0 +1,1 @@
+"""Inference: the recognizer, its runtime and decoding, the bundle, export, batch predict."""

@@ -1,0 +1,173 @@
+"""Hand landmarks, one home: MediaPipe's landmark network on a hand box, and its features.
+
+MediaPipe Hands is two networks: a palm detector that finds hands, and a landmark network
+that reads 21 points, a hand-presence score and handedness from a crop around one hand.
+Fingerspell already finds hands with its YOLO detector, so only the landmark network runs
+here, on the detector's box: 7-8 ms a crop on one core, against ~34 ms for the Tasks API's
+palm detector plus landmarks, and with no native code that looks up Google's metrics host
+(the ``mediapipe`` wheel's Tasks API does; LiteRT opens no socket). Its presence score
+tells a hand from a face the detector mistook for one.
+
+The model comes from MediaPipe's ``hand_landmarker.task`` bundle (a zip holding
+``hand_landmarks_detector.tflite``), read in place; the runtime is Google's LiteRT.
+"""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from tasks.core.files import sha256_of
+
+TASK_FILE = "hand_landmarker.task"
+TASK_URL = (
+    "https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/"
+    "float16/latest/hand_landmarker.task"
+)
+_NETWORK = "hand_landmarks_detector.tflite"
+INPUT = 224  # the landmark network's square input, in pixels
+CROP_PAD = 0.2  # margin around a detector box (the crop classifier's default too)
+PRESENCE = 0.05  # below: no hand (TRIALS 50: faces read <= 0.0012, other objects <= 0.031)
+POINTS = 21
+FEATURES = POINTS * 3
+WRIST, MIDDLE_MCP = 0, 9
+# The bones between landmarks, for drawing (MediaPipe's hand topology).
+CONNECTIONS: tuple[tuple[int, int], ...] = (
+    (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10),
+    (10, 11), (11, 12), (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (0, 17),
+    (17, 18), (18, 19), (19, 20),
+)  # fmt: skip
+
+
+class LandmarkError(RuntimeError):
+    """A hand landmark model is missing, corrupt or not the one a model folder recorded."""
+
+
+class Hand(NamedTuple):
+    """What the landmark network read in one crop.
+
+    ``points`` are (x, y, z) in frame pixels (z in the same scale, relative to the wrist's
+    depth); ``presence`` is the probability that the crop holds a hand; ``right`` the
+    probability that it is a right hand as the camera sees it.
+    """
+
+    points: np.ndarray  # (21, 3) float32
+    presence: float
+    right: float
+
+    def box(self) -> tuple[float, float, float, float]:
+        """The tight box around the 21 points, in frame pixels."""
+        x, y = self.points[:, 0], self.points[:, 1]
+        return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+
+
+def read_task(path: Path, sha256: str | None = None) -> bytes:
+    """The landmark network inside a ``hand_landmarker.task`` bundle.
+
+    Args:
+        path: The bundle.
+        sha256: The digest the model folder recorded, checked when given.
+
+    Raises:
+        LandmarkError: Naming the file, when it is missing, has another digest, or is not
+            a bundle holding the landmark network.
+    """
+    if not path.is_file():
+        raise LandmarkError(f"hand landmark model {path} is missing")
+    if sha256 is not None and (found := sha256_of(path)) != sha256:
+        raise LandmarkError(
+            f"hand landmark model {path} has sha256 {found}, not the {sha256} its model recorded"
+        )
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            return bundle.read(_NETWORK)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise LandmarkError(f"{path} is not a MediaPipe hand landmarker bundle: {exc}") from None
+
+
+def square_patch(
+    image: np.ndarray, box: tuple[float, float, float, float], pad: float = CROP_PAD
+) -> tuple[np.ndarray, float, float, float]:
+    """The square around ``box`` (padded by ``pad`` of its longer side) at :data:`INPUT` px.
+
+    Parts outside the frame are filled with black rather than clipped, so the hand keeps its
+    proportions (the network was trained on undistorted squares).
+
+    Returns:
+        The RGB patch, and its frame origin (x, y) and side in frame pixels.
+    """
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0, 2.0) * (1 + pad)
+    left, top = (x0 + x1 - side) / 2, (y0 + y1 - side) / 2
+    scale = INPUT / side
+    # One affine warp crops, pads and resizes at once.
+    matrix = np.array([[scale, 0, -left * scale], [0, scale, -top * scale]], np.float32)
+    patch = cv2.warpAffine(image, matrix, (INPUT, INPUT), flags=cv2.INTER_LINEAR)
+    return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), left, top, side
+
+
+class LandmarkReader:
+    """Reads a hand's 21 landmarks from the crop around a box.
+
+    Thread safety: a LiteRT interpreter holds its tensors, so one call runs at a time (a
+    lock); a reading takes ~8 ms, well inside a frame.
+    """
+
+    def __init__(self, task: Path, sha256: str | None = None, threads: int = 1) -> None:
+        """Open the landmark network of ``task`` (see :func:`read_task`)."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = task
+        self._interpreter = Interpreter(model_content=read_task(task, sha256), num_threads=threads)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
+        # Named as converted from MediaPipe's graph: screen landmarks, presence, handedness.
+        self._points, self._presence, self._right = (
+            outputs["Identity"], outputs["Identity_1"], outputs["Identity_2"],
+        )  # fmt: skip
+        self._lock = threading.Lock()
+
+    def read(
+        self, image: np.ndarray, box: tuple[float, float, float, float], pad: float = CROP_PAD
+    ) -> Hand:
+        """The landmarks of the hand in ``box`` of a BGR ``image``, in frame pixels."""
+        patch, left, top, side = square_patch(image, box, pad)
+        tensor = (patch.astype(np.float32) * np.float32(1 / 255))[None]
+        with self._lock:
+            self._interpreter.set_tensor(self._input, tensor)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._points).reshape(POINTS, 3).copy()
+            presence = float(self._interpreter.get_tensor(self._presence).ravel()[0])
+            right = float(self._interpreter.get_tensor(self._right).ravel()[0])
+        scale = side / INPUT
+        points = raw * np.float32(scale)
+        points[:, 0] += left
+        points[:, 1] += top
+        return Hand(points=points.astype(np.float32), presence=presence, right=right)
+
+
+def features(points: np.ndarray, right: float) -> np.ndarray:
+    """The normalised feature vector of one hand: what the landmark classifier reads.
+
+    The wrist goes to the origin, the hand is scaled so that its farthest point is at
+    distance 1 (size and distance to the camera drop out), and a left hand is mirrored
+    into a right one (a left hand fingerspells the mirror image).
+
+    Args:
+        points: (21, 3) landmarks in any pixel frame.
+        right: The probability that it is a right hand.
+
+    Returns:
+        A float32 vector of :data:`FEATURES` values.
+    """
+    centred = np.asarray(points, np.float32) - np.asarray(points, np.float32)[WRIST]
+    if right < 0.5:
+        centred[:, 0] = -centred[:, 0]
+    reach = float(np.linalg.norm(centred[:, :2], axis=1).max())
+    return (centred / max(reach, 1e-6)).reshape(-1).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Registry: MLflow tracking set-up, the pyfunc model, logging, registration and promotion."""

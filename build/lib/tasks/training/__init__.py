@@ -1,0 +1,1 @@
+"""Training: detector, crop classifier, their configs, profiles, weights, architectures."""

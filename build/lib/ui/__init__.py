@@ -1,0 +1,1 @@
+"""The Streamlit app: it shows, it never trains."""
