@@ -60,7 +60,20 @@ def classifier_beside(detector: Path, meta: dict[str, Any]) -> CropClassifier | 
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A model's ``metadata.json`` ({} when there is none).
+
+    Raises:
+        ValueError: Naming the file, when it is no JSON object (cut off, or another shape).
+    """
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: damaged model metadata ({error})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: model metadata must be a JSON object, not {type(meta).__name__}")
+    return meta
 
 
 def class_names(meta: dict[str, Any], nc: int | None) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def export_onnx(weights: Path, imgsz: int, out_dir: Path) -> Path:
             # Ultralytics writes beside the weights; a private copy keeps their folder untouched.
             local = Path(tmp) / "model.pt"
             shutil.copyfile(weights, local)
-            model = YOLO(str(local))
+            model = _open(YOLO, local, weights)
             _last_axis_dfl(model.model)
             exported = model.export(
                 format="onnx", imgsz=imgsz, dynamic=False, simplify=True, opset=ONNX_OPSET
@@ -179,3 +180,14 @@ def quantize_int8(onnx_path: Path, calibration_images: Sequence[Path], out: Path
         onnx.save(quantized, str(staged))
     log.info("quantized %s to %s on %d images", onnx_path, out, len(calibration_images))
     return out
+
+
+def _open(yolo: Any, local: Path, weights: Path) -> Any:
+    """Load the private copy; a damaged file is reported by its own name, not the copy's."""
+    if not zipfile.is_zipfile(local):  # torch.save writes a zip; a cut-off one has no directory
+        raise OSError(f"{weights}: not a complete checkpoint archive (truncated or not a .pt)")
+    try:
+        return yolo(str(local))
+    except Exception as error:  # ultralytics' own message names the temp copy
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise OSError(f"{weights}: cannot be loaded ({type(error).__name__}: {first})") from error

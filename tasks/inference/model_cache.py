@@ -41,6 +41,14 @@ def download(uri: str, cache_dir: Path) -> Path:
     staging = staging_dir(final, prefix=f".{key}-moving-" if not cacheable else None)
     log.info("downloading %s (%s) to %s", uri, resolved, final if cacheable else staging)
     got = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging)))
+    if not any(path.is_file() for path in got.rglob("*")):
+        # MLflow answers a version whose artifacts are missing with an empty folder; cached,
+        # it would be served for good, even once the store is back.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FileNotFoundError(
+            f"{uri} ({resolved}) has no files in MLflow's artifact store at "
+            f"{redact(mlflow.get_tracking_uri())}; is the store reachable?"
+        )
     if not cacheable:
         return got
     relative = got.relative_to(staging).as_posix()

@@ -116,12 +116,16 @@ class TrainConfig(BaseModel):
     def key(self, dataset_id: str, weights_sha256: str | None = None) -> str:
         """A stable id for (dataset, recipe, starting weights): a retried training finds its
         own checkpoint."""
-        # The classifier trains separately (its own key); the detector's run is unaffected.
-        # The data side (augment_copies) is already in the dataset id.
+        # The classifier and the landmark stage train separately (their own keys); the
+        # detector's run is unaffected. The data side (augment_copies) is already in the
+        # dataset id.
         recipe = self.model_dump(
             mode="json",
-            exclude={"workers", "device", "classifier", "extra_classifiers", "augment_copies"},
-        )
+            exclude={
+                "workers", "device", "classifier", "extra_classifiers", "landmarks",
+                "augment_copies",
+            },
+        )  # fmt: skip
         if self.classifier is not None:
             recipe["single_cls"] = True
         if shipped := architectures.fingerprint(self.model):

@@ -146,12 +146,6 @@ def test_metadata_is_empty_without_a_file_and_read_as_written(tmp_path: Path) ->
     assert read_metadata(tmp_path / "metadata.json") == written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_metadata lets json's own error through ('Expecting ',' delimiter: line 1 "
-    "column 20 (char 19)' names no file), and a JSON list passes, to fail later in meta.get. "
-    "Fix: catch JSONDecodeError and check for a dict, raising ValueError(f'{path}: ...')",
-)
 @pytest.mark.parametrize("text", ['{"names": ["A", "B"', '["A", "B"]'], ids=["cut", "list"])
 def test_a_damaged_metadata_file_is_named_in_the_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "model" / "metadata.json"

@@ -130,13 +130,6 @@ def test_missing_weights_are_named_and_nothing_is_written(tmp_path: Path) -> Non
     assert autoinstall == checks.AUTOINSTALL, "ultralytics' auto-install switch is put back"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="export_onnx copies the weights to a temp folder before loading them, so a damaged "
-    "file is reported as /tmp/fingerspell-export-*/model.pt (gone by then) with ultralytics' "
-    "'references types outside the supported format'. Fix: load_checkpoint(weights) first (it "
-    "names the file and says truncated/refused) or re-raise naming `weights`",
-)
 @pytest.mark.parametrize("damage", ["text", "truncated"])
 def test_damaged_weights_are_reported_by_their_own_name(
     weights: Path, tmp_path: Path, damage: str

@@ -138,12 +138,6 @@ def test_a_moving_reference_is_fetched_again_each_time(
     assert published == [], "a moving reference left a cache entry a later call could reuse"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MLflow returns an empty folder for a version whose artifacts are missing; download() "
-    "marks it complete and serves that empty entry forever, even once the store is back. Fix: "
-    "refuse an empty download (FileNotFoundError naming the URI) before publishing it",
-)
 def test_a_version_whose_artifacts_are_missing_is_an_error_not_an_empty_entry(
     tmp_path: Path, make_store: Callable[[str], Store]
 ) -> None:

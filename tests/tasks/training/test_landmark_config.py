@@ -97,12 +97,6 @@ def test_landmarks_belong_to_a_two_stage_recipe_only() -> None:
     assert two_stage.landmarks == LandmarkConfig(epochs=12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TrainConfig.key leaves out the classifier (it trains apart) but keeps `landmarks`: "
-    "a landmark recipe change moves the detector's run folder, so a finished detector is "
-    "retrained instead of reused (add 'landmarks' to key()'s exclude set)",
-)
 def test_a_landmark_recipe_change_keeps_the_detectors_run_folder() -> None:
     classifier = ClassifierConfig()
     before = TrainConfig(classifier=classifier, landmarks=LandmarkConfig())
