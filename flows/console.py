@@ -60,6 +60,11 @@ FLOWS: dict[str, FlowCommand] = {
         params="flows.personalize:PersonalizeParams",
         summary="fine-tune the champion on one learner's captures",
     ),
+    "trials": FlowCommand(
+        flow="flows.trials:trials_flow",
+        params="flows.trials:TrialsParams",
+        summary="train recipe trials as runs of a deployment; valid-only summary from MLflow",
+    ),
 }
 OTHERS: dict[str, str] = {
     "app": "start the web app on http://127.0.0.1:8501 (needs the [app] extra)",

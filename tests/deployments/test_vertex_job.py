@@ -153,6 +153,7 @@ def test_every_vertex_deployment_validates_against_prefect_gcp_schema(
     assert [d["entrypoint"] for d in setup["deployments"]] == [
         "flows/train.py:train_flow",
         "flows/pipeline.py:pipeline_flow",
+        "flows/trials.py:trial_flow",
     ]
     for deployment in setup["deployments"]:
         job_variables = deployment["work_pool"]["job_variables"]
@@ -174,15 +175,16 @@ def test_every_vertex_deployment_validates_against_prefect_gcp_schema(
 
 
 def test_vertex_parameters_validate(setup: dict[str, Any]) -> None:
-    train, pipeline = (d["parameters"]["params"] for d in setup["deployments"])
+    train, pipeline, trial = (d["parameters"]["params"] for d in setup["deployments"])
     dataset = {"id": "abc", "uri": "gs://test-bucket/datasets/abc"}
     assert TrainParams.model_validate({**train, "dataset": dataset}).profile == "gpu"
+    assert TrainParams.model_validate({**trial, "dataset": dataset}).profile == "gpu"
     params = PipelineParams.model_validate(pipeline)
     assert (params.profile, params.data.source) == ("gpu", DATASET_URI)
     assert [s["active"] for s in _vertex_deployments()[1]["schedules"]] == [False]
 
 
-@pytest.mark.parametrize("index", [0, 1], ids=["train", "pipeline"])
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["train", "pipeline", "trial"])
 def test_worker_builds_the_vertex_custom_job(
     setup: dict[str, Any], index: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,6 +35,8 @@ LOCAL_DEPLOYMENTS = {
     "pipeline/local",
     "predict/local",
     "personalize/local",
+    "trials/local",
+    "train-trial/local",
 }
 EXPERIMENT = "e2e-prefect"
 

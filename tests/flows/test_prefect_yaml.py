@@ -45,8 +45,14 @@ def test_every_flow_has_a_local_deployment_and_training_a_gpu_one():
         "flows/pipeline.py:pipeline_flow",
         "flows/predict.py:predict_flow",
         "flows/personalize.py:personalize_flow",
+        "flows/trials.py:trials_flow",
+        "flows/trials.py:trial_flow",
     }
-    assert by_name["vertex-gpu"] == {"flows/train.py:train_flow", "flows/pipeline.py:pipeline_flow"}
+    assert by_name["vertex-gpu"] == {
+        "flows/train.py:train_flow",
+        "flows/pipeline.py:pipeline_flow",
+        "flows/trials.py:trial_flow",
+    }
 
 
 def test_retrain_schedules_are_off_by_default():
