@@ -80,3 +80,26 @@ def test_trial_deployments_are_bounded_by_their_pool_not_one_at_a_time():
     [orchestrator] = [d for d in DEPLOYMENTS if d["entrypoint"] == "flows/trials.py:trials_flow"]
     assert orchestrator["parameters"]["params"]["pool"] == "local"
     assert orchestrator["work_pool"]["name"] == "local-process"
+
+
+def test_waiting_ends_with_each_trials_final_state():
+    """Against Prefect's own API: a failed or crashed trial is a state, never lost."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Crashed, Failed
+
+    from flows.trials import _wait
+
+    finals = {"ok": Completed(), "broken": Failed(), "killed": Crashed()}
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name(TRIAL_FLOW)
+        ids = {}
+        for name, state in finals.items():
+            run = client.create_flow_run(flow=trial_flow, name=f"wait-{name}")
+            client.set_flow_run_state(run.id, state, force=True)
+            assert run.flow_id == flow_id
+            ids[name] = run.id
+    assert _wait(ids, poll_seconds=0.01) == {
+        "ok": "COMPLETED",
+        "broken": "FAILED",
+        "killed": "CRASHED",
+    }
