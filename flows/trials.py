@@ -28,15 +28,15 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flows import mlflow_runs
 from flows.data import DataParams, data_flow
 from flows.pipeline import PipelineParams, data_params
 from flows.train import train_flow
 from flows.train_params import TrainOutcome, TrainParams
 from tasks.core.records import DatasetRef
-from tasks.core.settings import get_settings, prepare_environment
 from tasks.data.sources import is_url
-from tasks.training import trials as logic
+from tasks.registry import mlflow_runs
+from tasks.registry.tracking import open_job
+from tasks.training import recipe_trials as logic
 from tasks.training.profiles import PROFILES, get_profile
 
 TRIAL_FLOW = "train-trial"
@@ -170,15 +170,14 @@ def trials_flow(params: TrialsParams | None = None) -> list[logic.TrialRow]:
     """
     params = params or TrialsParams()
     logger = get_run_logger()
-    settings = get_settings()
-    prepare_environment(settings)
+    job = open_job()
+    client, experiment_id = job.client, job.experiment_id
     deployment = f"{TRIAL_FLOW}/{params.pool}"
     _check_pool(deployment, len(params.trials))
     base = PipelineParams(
         profile=params.profile, train_changes=params.train_changes, data=params.data
     )
     dataset = params.dataset or data_flow(data_params(base))
-    client, experiment_id = mlflow_runs.connect(settings)
     this = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     tags = {
         logic.GROUP_TAG: params.group,

@@ -27,7 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from support.servers import BIN, free_port, start_server, stop, wait_http
 
 from tasks.registry.models import MODEL_NAME
-from tasks.training.trials import FLOW_RUN_TAG, GROUP_TAG, TRIAL_TAG, summarize
+from tasks.training.recipe_trials import FLOW_RUN_TAG, GROUP_TAG, TRIAL_TAG, summarize
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from tasks.training.profiles import get_profile
-from tasks.training.trials import (
+from tasks.training.recipe_trials import (
     STATE_TAG,
     Trial,
     open_trial_runs,
