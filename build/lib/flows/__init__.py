@@ -1,1 +1,0 @@
-"""Prefect flows: they compose tasks and pass small typed records between them."""

@@ -1,1 +1,0 @@
-"""Domain logic of Fingerspell: plain typed functions, each module one stage."""

@@ -1,1 +1,0 @@
-"""Shared ground: records, settings and file helpers every stage uses."""

@@ -1,1 +1,0 @@
-"""Evaluation: metrics on a split, detection matching, the report and its plots."""

@@ -1,1 +1,0 @@
-"""Inference: the recognizer, its runtime and decoding, the bundle, export, batch predict."""

@@ -1,1 +1,0 @@
-"""Registry: MLflow tracking set-up, the pyfunc model, logging, registration and promotion."""

@@ -1,1 +1,0 @@
-"""Training: detector, crop classifier, their configs, profiles, weights, architectures."""

@@ -1,1 +1,0 @@
-"""The Streamlit app: it shows, it never trains."""
