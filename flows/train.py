@@ -24,7 +24,15 @@ from tasks.registry import mlflow_runs
 from tasks.registry.gate_lock import gate_lock
 from tasks.registry.int8_choice import int8_variant
 from tasks.registry.models import find_registered, recipe_id
-from tasks.registry.promotion import GATE_SPLIT, decide_promotion, scorer, settle_registered
+from tasks.registry.promotion import (
+    GATE_METRIC,
+    GATE_SPLIT,
+    PromotionDecision,
+    decide_promotion,
+    not_judged,
+    scorer,
+    settle_registered,
+)
 from tasks.registry.publish import model_metadata, publish_version, version_tags
 from tasks.registry.tracking import Job, open_job
 from tasks.training.detector import PLACEMENT, TrainConfig, resolve_device
@@ -47,8 +55,11 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
     config = params.recipe()
     # On Vertex AI the dataset arrives as a gs:// URI; YOLO reads a local copy.
     dataset = localize(params.dataset, job.settings.datasets_dir)
+    # A trial's version is not the gated training of its recipe: a later one must not skip.
+    trial = {} if params.promote else {"trial": True}
     recipe = recipe_id(
-        dataset.id, config.model_dump(mode="json", exclude=PLACEMENT) | {"int8": params.int8}
+        dataset.id,
+        config.model_dump(mode="json", exclude=PLACEMENT) | {"int8": params.int8} | trial,
     )
     runs_dir = job.settings.home / "runs"
     unchanged_skips = params.reuse and not params.register_unchanged
@@ -76,12 +87,7 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
             for key, value in int8_metrics.items():
                 job.client.log_metric(eval_run, key, value)
         version = _publish(job, trained, dataset, params, config, recipe, metrics, eval_run, int8)
-        with gate_lock(job.settings.home):  # MLflow has no compare-and-set for an alias
-            decision = decide_promotion(
-                version, reports[GATE_SPLIT].image_correct, params.gate.alpha,
-                scorer(dataset.data_yaml, eval_dir, resolve_device(config.device),
-                       job.settings.tracking_uri),
-            )  # fmt: skip
+        decision = _gate(job, version, reports[GATE_SPLIT], params, dataset, eval_dir, config)
         mlflow_runs.log_decision(job.client, eval_run, decision)
     get_run_logger().info("registered %s v%s: %s", version.name, version.version, decision.reason)
     return TrainOutcome(
@@ -104,6 +110,26 @@ def _evaluate(
     for report in reports.values():
         mlflow_runs.log_report(job.client, run_id, report)
     return reports
+
+
+def _gate(
+    job: Job,
+    version: ModelVersion,
+    report: EvalReport,
+    params: TrainParams,
+    dataset: DatasetRef,
+    eval_dir: Path,
+    config: TrainConfig,
+) -> PromotionDecision:
+    """The promotion gate's decision on a new version, one gate at a time (a trial: none)."""
+    alpha = params.gate.alpha
+    if not params.promote:
+        return not_judged(version, report.metrics_dict().get(GATE_METRIC), alpha)
+    device, uri = resolve_device(config.device), job.settings.tracking_uri
+    with gate_lock(job.settings.home):  # MLflow has no compare-and-set for an alias
+        return decide_promotion(
+            version, report.image_correct, alpha, scorer(dataset.data_yaml, eval_dir, device, uri)
+        )
 
 
 def _publish(
@@ -129,7 +155,7 @@ def _publish(
         dataset.id, params.profile, trained.train_run, eval_run, metrics,
         eval_dataset_id=eval_dataset_id,
         started_from={stage: w.describe() for stage, w in trained.started_from.items()},
-        recipe=recipe, gated=True,
+        recipe=recipe, gated=params.promote,
     )  # fmt: skip
     return publish_version(
         job.client, trained.train_run, trained.result.best, trained.onnx, meta, tags,

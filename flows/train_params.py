@@ -76,6 +76,11 @@ class TrainParams(RecipeParams):
         description="Also build an int8 ONNX variant; it ships only if its valid top-1 and "
         f"mAP50 are both within {INT8_TOLERANCE} of fp32's.",
     )
+    promote: bool = Field(
+        default=True,
+        description="Let the promotion gate judge the new version (it may become champion); "
+        "false registers it as a trial, judged by no gate, moving no alias.",
+    )
 
 
 class TrainOutcome(BaseModel):

@@ -140,6 +140,7 @@ def _start(
             profile=params.profile,
             train_changes=changes[name],
             int8=params.int8,
+            promote=False,  # a trial informs a choice; it never moves champion
             reuse=False,  # a folder of its own: trials of one recipe (seeds) never share one
         )
         started = run_deployment(

@@ -168,6 +168,29 @@ def unchanged(version: ModelVersion, alpha: float) -> PromotionDecision:
     )
 
 
+def not_judged(
+    version: ModelVersion, candidate_score: float | None, alpha: float, name: str = MODEL_NAME
+) -> PromotionDecision:
+    """Record that a trial's version is judged by no gate: no alias moves, ever, for it.
+
+    Recorded like a decision, so a rerun does not take the version for one whose gate was
+    interrupted.
+    """
+    import mlflow
+
+    decision = PromotionDecision(
+        version=version.version,
+        alias=None,
+        promoted=False,
+        candidate_score=candidate_score,
+        alpha=alpha,
+        reason=f"a trial: v{version.version} is judged by no gate and moves no alias "
+        "(promote=true lets the gate judge a training)",
+    )
+    _record(mlflow.MlflowClient(), name, decision)
+    return decision
+
+
 def settle_registered(
     version: ModelVersion,
     tags: Mapping[str, str],

@@ -209,11 +209,6 @@ def test_the_summary_comes_from_mlflow_and_reads_valid_only(trials: dict[str, An
     assert "valid has 26 images, so one image is 3.8 points" in markdown["data"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TrainParams has no switch to register without the promotion gate yet: each trial "
-    "still registers a version and the gate may move champion (see the trials flow's report)",
-)
 def test_trials_leave_champion_alone(trials: dict[str, Any]) -> None:
     client = MlflowClient(tracking_uri=trials["mlflow"], registry_uri=trials["mlflow"])
     with pytest.raises(MlflowException):

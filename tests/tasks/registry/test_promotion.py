@@ -146,3 +146,16 @@ def test_a_version_that_cannot_be_scored_reads_as_no_score(
     with caplog.at_level("WARNING"):
         assert score(ModelVersion(name="no-such-model", version="9")) is None
     assert "champion v9 could not be scored" in caplog.text
+
+
+def test_a_trial_is_recorded_as_judged_by_no_gate(registry: MlflowClient, tmp_path: Path):
+    """A trial never moves an alias, even as the first model; a rerun sees it decided."""
+    from tasks.registry.models import gate_pending
+    from tasks.registry.promotion import not_judged
+
+    trial = _version(registry, tmp_path)
+    decision = not_judged(trial, 0.9, 0.05)
+    assert not decision.promoted and decision.alias is None and "a trial" in decision.reason
+    assert get_version(CHAMPION) is None, "no champion, though it was the first model"
+    tags = registry.get_model_version(MODEL_NAME, trial.version).tags
+    assert not gate_pending(tags) and tags["promotion.candidate_score"] == "0.9"
