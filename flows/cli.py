@@ -12,8 +12,10 @@ a whole recipe.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -94,8 +96,29 @@ def run_cli(
             ones after its sub-command.
     """
     params = parse_params(model, argv, prog=prog)
-    result = flow(params)
+    with _output_to_stderr():
+        result = flow(params)
     if isinstance(result, BaseModel):
         result = result.model_dump(mode="json")
     json.dump(result, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+@contextmanager
+def _output_to_stderr() -> Iterator[None]:
+    """Send what the flow prints to stderr, so stdout carries the JSON result alone.
+
+    Ultralytics, Prefect and the processes a flow starts write progress to stdout; this is
+    done on file descriptor 1 itself, which loggers made at import time and child processes
+    share, not only on ``sys.stdout``. ``fingerspell pipeline ... > result.json`` then holds
+    valid JSON.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,29 @@ def test_a_bad_change_exits_naming_the_field(argv, problem, capsys: pytest.Captu
         parse_params(PipelineParams, argv)
     assert exit_info.value.code == 2
     assert problem in capsys.readouterr().err
+
+
+def test_stdout_carries_the_result_alone(tmp_path: Path) -> None:
+    """What a flow prints (a logger made at import, a child process) goes to stderr; the JSON
+    result is all of stdout, so `fingerspell pipeline ... > result.json` is valid JSON."""
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import logging, subprocess, sys\n"
+        "from pydantic import BaseModel\n"
+        "from flows.cli import run_cli\n"
+        "noise = logging.StreamHandler(sys.stdout)  # as ultralytics binds it at import\n"
+        "class P(BaseModel):\n"
+        "    count: int = 1\n"
+        "def flow(params):\n"
+        "    print('epoch 1/1')\n"
+        "    noise.stream.write('a logger line\\n'); noise.stream.flush()\n"
+        "    subprocess.run([sys.executable, '-c', 'print(\"a child process\")'], check=True)\n"
+        "    return {'count': params.count}\n"
+        "run_cli(flow, P, 'noisy', ['--count', '3'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == {"count": 3}
+    for line in ("epoch 1/1", "a logger line", "a child process"):
+        assert line in done.stderr
