@@ -127,14 +127,17 @@ class ProgressDisplay:
                 self.on_fraction(stage, fraction)
                 self._reported[stage] = (now, fraction)
 
+    def _safe_poll(self, final: bool = False) -> None:
+        try:
+            self.poll(final)
+        except Exception:  # a display must never fail a training
+            if not self._failed:
+                log.warning("the progress display failed; training goes on", exc_info=True)
+            self._failed = True
+
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
-            try:
-                self.poll()
-            except Exception:  # a display must never fail a training
-                if not self._failed:
-                    log.warning("the progress display failed; training goes on", exc_info=True)
-                self._failed = True
+            self._safe_poll()
 
     def __enter__(self) -> ProgressDisplay:
         """Start the display (a live table on a console, else log lines) and its thread."""
@@ -142,7 +145,7 @@ class ProgressDisplay:
         if self.console is not None:
             self._live = Live(console=self.console, auto_refresh=False, transient=False)
             self._live.start()
-        self.poll()
+        self._safe_poll()
         # The thread sees this thread's context (Prefect's run context: its logger, client).
         context = contextvars.copy_context()
         self._thread = threading.Thread(
@@ -162,9 +165,7 @@ class ProgressDisplay:
         if self._thread is not None:
             self._thread.join()
         try:
-            self.poll(final=True)
-        except Exception:
-            log.warning("the progress display failed at its end", exc_info=True)
+            self._safe_poll(final=True)
         finally:
             if self._live is not None:
                 self._live.stop()
