@@ -11,7 +11,9 @@ once and the display goes on.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import io
 import logging
 import sys
 import threading
@@ -24,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from tasks.training.progress import (
     FINISHED,
@@ -55,12 +58,27 @@ def terminal_console() -> Console | None:
 
 def table(rows: Sequence[StageRow]) -> Table:
     """The stages as one ``rich`` table."""
-    grid = Table(title="training", title_justify="left", expand=False)
+    grid = Table(
+        title="training", title_justify="left", title_style="bold", header_style="bold",
+        footer_style="", caption_style="", expand=False,
+    )  # fmt: skip
     for name in ("stage", "state", "epoch", "time left", "best"):
         grid.add_column(name, justify="right" if name in ("epoch", "time left") else "left")
     for row in rows:
         grid.add_row(row.stage, row.state, row.epoch, row.left, row.best)
     return grid
+
+
+def frame(rows: Sequence[StageRow], width: int) -> Text:
+    """The table drawn as styled text, so that any console can show it.
+
+    Prefect's console has a theme of its own (``inherit=False``) that lacks rich's table
+    styles; text whose styles are already resolved needs no theme.
+    """
+    scratch = Console(file=io.StringIO(), width=width, force_terminal=True, color_system="standard")
+    with scratch.capture() as captured:
+        scratch.print(table(rows))
+    return Text.from_ansi(captured.get().rstrip("\n"))
 
 
 class ProgressDisplay:
@@ -100,7 +118,7 @@ class ProgressDisplay:
         self.records = read_records(self.folder)
         rows = stage_rows(self.records, self.stages, now)
         if self._live is not None:
-            self._live.update(table(rows), refresh=True)
+            self._live.update(frame(rows, self._live.console.width), refresh=True)
         else:
             self._maybe_log(rows, now, final)
         if self.on_fraction is not None:
@@ -135,6 +153,20 @@ class ProgressDisplay:
                 log.warning("the progress display failed; training goes on", exc_info=True)
             self._failed = True
 
+    def _start_live(self, console: Console) -> None:
+        """A live table on ``console``; if it cannot start, log lines instead."""
+        live = Live(
+            console=console, auto_refresh=False, transient=False, vertical_overflow="visible"
+        )
+        try:
+            live.start()
+        except Exception:
+            log.warning("no live progress table; progress goes to log lines", exc_info=True)
+            with contextlib.suppress(Exception):
+                live.stop()  # puts sys.stdout and sys.stderr back
+            return
+        self._live = live
+
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
             self._safe_poll()
@@ -143,8 +175,7 @@ class ProgressDisplay:
         """Start the display (a live table on a console, else log lines) and its thread."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.console is not None:
-            self._live = Live(console=self.console, auto_refresh=False, transient=False)
-            self._live.start()
+            self._start_live(self.console)
         self._safe_poll()
         # The thread sees this thread's context (Prefect's run context: its logger, client).
         context = contextvars.copy_context()

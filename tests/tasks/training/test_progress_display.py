@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from rich.theme import Theme
 
 from tasks.training.progress import StageProgress, record_path, write_record
 from tasks.training.progress_display import ProgressDisplay
@@ -81,7 +82,9 @@ def test_fractions_are_reported_when_they_move_and_once_when_done(tmp_path: Path
 
 def test_on_a_terminal_one_live_table_and_no_lines(tmp_path: Path):
     screen = io.StringIO()
-    console = Console(file=screen, force_terminal=True, width=100, color_system=None)
+    # Prefect's own console: a theme that inherits none of rich's styles (no table.header).
+    bare = Theme({"log.web_url": "bright_blue"}, inherit=False)
+    console = Console(file=screen, force_terminal=True, width=100, theme=bare)
     lines: list[str] = []
     _write(tmp_path, "classifier", state="training", epoch=2, epochs=8, metric="top1", best=0.7)
     with _display(tmp_path, Clock(), console=console, log_line=lines.append):
