@@ -28,6 +28,7 @@ from prefect.exceptions import MissingContextError
 from tasks.core.records import ModelVersion
 from tasks.training.progress import StageSummary, summary_markdown
 from tasks.training.progress_display import ProgressDisplay, terminal_console
+from tasks.training.ultralytics_hooks import quiet_console
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ def training_display(folder: Path, stages: Sequence[str]) -> Iterator[ProgressDi
     """Show the training stages recording into ``folder`` while the block runs.
 
     One table in the terminal (or one line per change in logs that are not a terminal) and a
-    progress artifact per stage (``progress-train-<stage>``) that moves with it.
+    progress artifact per stage (``progress-train-<stage>``) that moves with it. ultralytics'
+    info lines in this process are off meanwhile (its warnings and errors still show).
     """
     artifacts = {
         stage: progress_artifact(f"progress-train-{stage}", f"training: {stage}")
@@ -114,9 +116,13 @@ def training_display(folder: Path, stages: Sequence[str]) -> Iterator[ProgressDi
     def on_fraction(stage: str, fraction: float) -> None:
         move(artifacts.get(stage), fraction)
 
-    with ProgressDisplay(
-        folder, stages, console=console, log_line=logger.info, on_fraction=on_fraction
-    ) as display:
+    # ultralytics' bars and info lines (its exports' too) would break into the table.
+    with (
+        quiet_console(),
+        ProgressDisplay(
+            folder, stages, console=console, log_line=logger.info, on_fraction=on_fraction
+        ) as display,
+    ):
         yield display
 
 

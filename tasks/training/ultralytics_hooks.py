@@ -230,6 +230,8 @@ class ProgressHook:
     def epoch_end(self, trainer: Any) -> None:
         """An epoch was trained and validated (and, at the end, best.pt validated)."""
         value = (getattr(trainer, "metrics", None) or {}).get(self.metric_key)
+        if getattr(trainer, "fitness", 0.0) is None:  # not validated yet (val=False): zeros
+            value = None
         if value is not None and value == value:
             self.best = float(value) if self.best is None else max(self.best, float(value))
         self.batches = 0

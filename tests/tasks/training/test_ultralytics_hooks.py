@@ -187,11 +187,15 @@ def test_the_hook_follows_a_training(tmp_path: Path):
     clock.now += 5
     hook.batch_end(trainer)
     assert read_records(tmp_path)["detector"].batch_fraction == 0.5
-    for epoch, value in enumerate([0.3, float("nan"), 0.2]):
+    trainer.fitness, trainer.metrics = None, {"metrics/mAP50-95(B)": 0.0}  # val=False: zeros
+    hook.epoch_end(trainer)
+    assert read_records(tmp_path)["detector"].best is None
+    trainer.fitness = 0.3
+    for epoch, value in enumerate([0.3, float("nan"), 0.2], start=1):
         trainer.epoch, trainer.metrics = epoch, {"metrics/mAP50-95(B)": value}
         hook.epoch_end(trainer)
     record = read_records(tmp_path)["detector"]
-    assert (record.epoch, record.best, record.batch_fraction) == (3, 0.3, 0.0)
+    assert (record.epoch, record.best, record.batch_fraction) == (4, 0.3, 0.0)
     hook.train_end(trainer)
     assert read_records(tmp_path)["detector"].state == "done"
 
