@@ -174,6 +174,7 @@ class ProgressHook:
         self.batches = 0
         self.written = 0.0
         self.last: StageProgress | None = None
+        self.failed_writes = 0
 
     def attach(self, model: Any) -> None:
         """Register the callbacks on an ultralytics model before ``train``."""
@@ -206,7 +207,12 @@ class ProgressHook:
         fields |= {"metric": self.metric, "best": self.best}
         self.last = StageProgress(**fields)
         self.written = now
-        write_record(self.path, self.last)
+        try:
+            write_record(self.path, self.last)
+        except OSError as error:  # progress is for people: it never stops a training
+            if not self.failed_writes:
+                log.warning("progress record %s not written: %s", self.path, error)
+            self.failed_writes += 1
 
     def preparing(self, trainer: Any) -> None:
         """Loading data and building the model."""
@@ -266,9 +272,13 @@ def reporting(
 
 def note(progress: Path | None, state: State, **fields: Any) -> None:
     """Write a stage's record outside ultralytics' callbacks (preparing, reused); None: no-op."""
-    if progress is not None:
-        record = StageProgress(stage=progress.stem, state=state, wall=time.time(), **fields)
+    if progress is None:
+        return
+    record = StageProgress(stage=progress.stem, state=state, wall=time.time(), **fields)
+    try:
         write_record(progress, record)
+    except OSError as error:  # as in ProgressHook: never the training's end
+        log.warning("progress record %s not written: %s", progress, error)
 
 
 def reused(progress: Path | None, result: Any, metric: str, best_key: str) -> None:

@@ -253,3 +253,16 @@ def test_a_reused_training_reads_as_finished(tmp_path: Path):
     assert (record.state, record.epoch, record.elapsed_s, record.best) == (
         "reused", 7, 420.0, 0.8,
     )  # fmt: skip
+
+
+def test_a_record_that_cannot_be_written_never_stops_the_training(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the records' folder should be")
+    hook = ProgressHook(blocker / "detector.json", "k", "mAP50-95")
+    with caplog.at_level(logging.WARNING, logger="tasks.training.ultralytics_hooks"):
+        hook.train_start(_fitting())
+        hook.epoch_end(_fitting(epoch=0, k=0.1))
+    assert hook.failed_writes == 2 and hook.last is not None and hook.last.epoch == 1
+    assert caplog.text.count("not written") == 1
