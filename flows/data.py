@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.progress import Steps
 from tasks.core.records import SPLITS, DatasetRef
 from tasks.core.redact import redact
 from tasks.core.settings import ROBOFLOW_DEFAULT, get_settings, prepare_environment
@@ -181,15 +182,20 @@ def data_flow(params: DataParams | None = None) -> DatasetRef:
             "ROBOFLOW_API_KEY set"
         )
     datasets_dir = settings.datasets_dir
+    steps = Steps("progress-data", ("acquire", "validate", "augment"))  # the Prefect UI's bar
     # The cache remembers results, not folders: if a cached folder was deleted, redo the step.
     raw = acquire_task(source, datasets_dir)
     if not raw.data_yaml.exists():
         raw = acquire_task.with_options(refresh_cache=True)(source, datasets_dir)
+    steps.begin("validate")
     checked = validate_task(raw, params.allow_leakage)
+    steps.begin("augment")
     augment = augment_task
     if not (_augment_target(checked, params.augment, datasets_dir) / "data.yaml").exists():
         augment = augment_task.with_options(refresh_cache=True)
-    return augment(checked, params.augment, datasets_dir)
+    dataset = augment(checked, params.augment, datasets_dir)
+    steps.done()
+    return dataset
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flows.data import DataParams, data_flow
+from flows.progress import publish_summary
 from flows.train_stages import Trained, evaluate_task, train_stages
 from tasks.core.records import DatasetRef, ModelVersion
 from tasks.data.augment_config import AugmentConfig
@@ -148,6 +149,7 @@ def personalize_flow(params: PersonalizeParams) -> PersonalizeOutcome:
         version.name, version.version, alias, metrics["learner_top1_before"],
         metrics["learner_top1_after"], metrics["base_top1_before"], metrics["base_top1_after"],
     )  # fmt: skip
+    publish_summary("personalize-summary", trained.stages, metrics, version, alias=alias)
     return PersonalizeOutcome(
         model=version.model_copy(update={"metrics": metrics}),
         alias=alias,

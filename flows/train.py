@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from flows.progress import publish_summary
 from flows.train_params import TrainOutcome, TrainParams
 from flows.train_stages import Trained, evaluate_task, train_stages
 from tasks.core.records import DatasetRef, ModelVersion
@@ -90,6 +91,9 @@ def train_flow(params: TrainParams, parent_run_id: str | None = None) -> TrainOu
         decision = _gate(job, version, reports[GATE_SPLIT], params, dataset, eval_dir, config)
         mlflow_runs.log_decision(job.client, eval_run, decision)
     get_run_logger().info("registered %s v%s: %s", version.name, version.version, decision.reason)
+    publish_summary(
+        "training-summary", trained.stages, metrics, version, decision.reason, decision.alias
+    )
     return TrainOutcome(
         model=version.model_copy(update={"metrics": metrics}),
         decision=decision,

@@ -18,7 +18,13 @@ from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.crops import build_crop_dataset
 from tasks.training.resume import Recording, TrainResult, claim, finish_run, resumed_model
-from tasks.training.ultralytics_hooks import MlflowLogger, quiet_ultralytics
+from tasks.training.ultralytics_hooks import (
+    MlflowLogger,
+    note,
+    quiet_ultralytics,
+    reporting,
+    reused,
+)
 from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,7 @@ def train_classifier(
     mlflow_run_id: str | None = None,
     tracking_uri: str | None = None,
     weights_dir: Path | None = None,
+    progress: Path | None = None,
 ) -> TrainResult:
     """Cut hand crops from a YOLO dataset and train (or resume, or reuse) the classifier.
 
@@ -47,11 +54,14 @@ def train_classifier(
         mlflow_run_id: If given, params and per-epoch metrics are logged to this run.
         tracking_uri: The MLflow server of that run (needed in a fresh process).
         weights_dir: Searched first for ``config.weights`` (see :mod:`tasks.training.weights`).
+        progress: A record file to keep this training's progress in (a display in another
+            process shows it); ultralytics' own console output is quiet then.
 
     Returns:
         The weights and a summary of the training; ``metrics`` holds the valid top-1.
     """
     quiet_ultralytics()
+    note(progress, "preparing")  # cutting crops may take a while
     from ultralytics import YOLO
 
     crops = runs_dir / "crops" / config.crops_key(dataset_id)
@@ -76,6 +86,7 @@ def train_classifier(
     )
     with claim(run_dir, DONE_MARKER, start, recording) as state:
         if state.finished is not None:
+            reused(progress, state.finished, *BEST)
             return state.finished
         if state.resume:
             model, transferred = resumed_model(run_dir, state), None
@@ -87,7 +98,8 @@ def train_classifier(
         if mlflow_run_id:
             MlflowLogger(mlflow_run_id, tracking_uri).attach(model)
         started = time.time()
-        model.train(**kwargs)
+        with reporting(model, progress, TOP1, BEST[0]):
+            model.train(**kwargs)
         trainer_metrics = getattr(model.trainer, "metrics", None) or {}
         return finish_run(
             run_dir, _count_crops(crops), config.fraction, state.resume,
@@ -97,6 +109,7 @@ def train_classifier(
 
 
 TOP1 = "metrics/accuracy_top1"
+BEST = ("top1", "valid_crop_top1")  # display name, and name in a TrainResult
 
 
 def _count_crops(crops: Path) -> int:

@@ -19,14 +19,32 @@ from tasks.training import architectures
 from tasks.training.classifier_config import ClassifierConfig
 from tasks.training.landmark_config import LandmarkConfig
 from tasks.training.resume import Recording, TrainResult, claim, finish_run, resumed_model
-from tasks.training.ultralytics_hooks import MlflowLogger, clean_metrics, quiet_ultralytics
+from tasks.training.ultralytics_hooks import (
+    MlflowLogger,
+    clean_metrics,
+    note,
+    quiet_ultralytics,
+    reporting,
+    reused,
+)
 from tasks.training.weights import PRETRAINED_CACHE, resolve_weights, transfer
 
-__all__ = ["DONE_MARKER", "PLACEMENT", "TrainConfig", "TrainResult", "resolve_device", "train"]
+__all__ = [
+    "BEST",
+    "DONE_MARKER",
+    "PLACEMENT",
+    "TrainConfig",
+    "TrainResult",
+    "resolve_device",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
 DONE_MARKER = "fingerspell-train.json"
+BEST_KEY = "metrics/mAP50-95(B)"  # the detector's fitness: what its best.pt is chosen by
+# Its display name, and its name in a TrainResult (MLflow's, without parentheses).
+BEST = ("mAP50-95", "metrics/mAP50-95B")
 # Where a recipe runs, not what it trains: left out of the ids that name a trained model.
 PLACEMENT: dict[str, Any] = {
     "device": True,
@@ -174,6 +192,7 @@ def train(
     runs_dir: Path,
     mlflow_run_id: str | None = None,
     weights_dir: Path | None = None,
+    progress: Path | None = None,
 ) -> TrainResult:
     """Train (or resume, or reuse) a detector for one dataset and recipe.
 
@@ -187,11 +206,14 @@ def train(
         runs_dir: Where run folders live.
         mlflow_run_id: If given, params and per-epoch metrics are logged to this run.
         weights_dir: Searched first for ``config.weights`` (see :mod:`tasks.training.weights`).
+        progress: A record file to keep this training's progress in (a display shows it);
+            ultralytics' own console output is quiet then. None: ultralytics prints.
 
     Returns:
         Paths of the weights and a summary of the training.
     """
     quiet_ultralytics()
+    note(progress, "preparing")
     from ultralytics import YOLO
 
     start = resolve_weights(config.weights, weights_dir, runs_dir / PRETRAINED_CACHE)
@@ -202,10 +224,11 @@ def train(
         row_metrics=lambda row: clean_metrics(
             {k: v for k, v in row.items() if k.startswith("metrics/")}
         ),
-        best_metric="metrics/mAP50-95(B)",
+        best_metric=BEST_KEY,
     )
     with claim(run_dir, DONE_MARKER, start, recording) as state:
         if state.finished is not None:
+            reused(progress, state.finished, *BEST)
             return state.finished
         if state.resume:
             model, transferred = resumed_model(run_dir, state), None
@@ -226,8 +249,8 @@ def train(
             }
         if mlflow_run_id:
             MlflowLogger(mlflow_run_id).attach(model)
-
-        model.train(**kwargs)
+        with reporting(model, progress, BEST_KEY, BEST[0]):
+            model.train(**kwargs)
         metrics = clean_metrics(getattr(model.trainer, "metrics", None) or {})
         n_train = count_split_images(data_yaml, "train")
         return finish_run(

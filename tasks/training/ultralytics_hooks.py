@@ -5,15 +5,23 @@ vars, calls ``mlflow.autolog()``, may open and close runs itself and logs nothin
 pytest, so the run tree would depend on where it runs. Instead this module adds its own
 callbacks that log to an explicit run id (params at start, metrics each epoch), and the
 caller logs the artifacts. One run tree, the same everywhere.
+
+Progress: where a display shows the trainings (:mod:`tasks.training.progress`), a training
+writes its progress to a record file instead of ultralytics' own per-batch bars and epoch
+lines, which :func:`quiet_console` silences (its warnings and errors still show).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from tasks.core.redact import redact
+from tasks.training.progress import StageProgress, State, write_record
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +130,160 @@ class MlflowLogger:
                 "MLflow run %s misses %d per-epoch values; results.csv has them all",
                 self.run_id, len(self.pending_metrics),
             )  # fmt: skip
+
+
+ULTRALYTICS_LOGGER = "ultralytics"
+
+
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """Silence ultralytics' progress bars and info lines while the block runs.
+
+    Its bars (training and validation) are off whenever its logger is above INFO, and its
+    epoch lines are INFO: at WARNING both go, while its warnings and errors still show. The
+    level is put back afterwards.
+    """
+    logger = logging.getLogger(ULTRALYTICS_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class ProgressHook:
+    """Ultralytics callbacks that keep a stage's progress record (see tasks.training.progress).
+
+    The record is rewritten when the state changes, at the end of every epoch, and, within an
+    epoch, at most every ``every_s`` seconds.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        metric_key: str,
+        metric: str,
+        every_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path, self.stage = path, path.stem
+        self.metric_key, self.metric = metric_key, metric
+        self.every_s, self.clock = every_s, clock
+        self.best: float | None = None
+        self.batches = 0
+        self.written = 0.0
+        self.last: StageProgress | None = None
+        self.failed_writes = 0
+
+    def attach(self, model: Any) -> None:
+        """Register the callbacks on an ultralytics model before ``train``."""
+        model.add_callback("on_pretrain_routine_start", self.preparing)
+        model.add_callback("on_train_start", self.train_start)
+        model.add_callback("on_train_epoch_start", self.epoch_start)
+        model.add_callback("on_train_batch_end", self.batch_end)
+        model.add_callback("on_fit_epoch_end", self.epoch_end)
+        model.add_callback("on_train_end", self.train_end)
+
+    def write(self, state: State, trainer: Any = None, epoch: int | None = None) -> None:
+        """Write the record of ``state`` as ``trainer`` (if any) stands now."""
+        now = self.clock()
+        fields: dict[str, Any] = {"stage": self.stage, "state": state, "wall": now}
+        if trainer is not None:
+            start = getattr(trainer, "train_time_start", None)
+            hours = getattr(trainer.args, "time", None)
+            loader = getattr(trainer, "train_loader", None)
+            batches = max(len(loader) if loader is not None else 0, 1)
+            fields |= {
+                "epoch": trainer.epoch + 1 if epoch is None else epoch,
+                "epochs": int(trainer.epochs),
+                "start_epoch": int(getattr(trainer, "start_epoch", 0)),
+                "batch_fraction": min(self.batches / batches, 1.0),
+                "elapsed_s": max(now - start, 0.0) if start else 0.0,
+                "budget_s": hours * 3600 if hours else None,
+            }
+        elif self.last is not None:  # a failure keeps the figures of the last record
+            fields = self.last.model_dump() | fields
+        fields |= {"metric": self.metric, "best": self.best}
+        self.last = StageProgress(**fields)
+        self.written = now
+        try:
+            write_record(self.path, self.last)
+        except OSError as error:  # progress is for people: it never stops a training
+            if not self.failed_writes:
+                log.warning("progress record %s not written: %s", self.path, error)
+            self.failed_writes += 1
+
+    def preparing(self, trainer: Any) -> None:
+        """Loading data and building the model."""
+        self.write("preparing")
+
+    def train_start(self, trainer: Any) -> None:
+        """Training starts: no epoch of this session done yet."""
+        self.batches = 0
+        self.write("training", trainer, epoch=trainer.start_epoch)
+
+    def epoch_start(self, trainer: Any) -> None:
+        """A new epoch: no batch of it done yet."""
+        self.batches = 0
+
+    def batch_end(self, trainer: Any) -> None:
+        """One more batch; the record follows at most every ``every_s`` seconds."""
+        self.batches += 1
+        if self.clock() - self.written >= self.every_s:
+            self.write("training", trainer, epoch=trainer.epoch)
+
+    def epoch_end(self, trainer: Any) -> None:
+        """An epoch was trained and validated (and, at the end, best.pt validated)."""
+        value = (getattr(trainer, "metrics", None) or {}).get(self.metric_key)
+        if getattr(trainer, "fitness", 0.0) is None:  # not validated yet (val=False): zeros
+            value = None
+        if value is not None and value == value:
+            self.best = float(value) if self.best is None else max(self.best, float(value))
+        self.batches = 0
+        self.write("training", trainer)
+
+    def train_end(self, trainer: Any) -> None:
+        """The training is over."""
+        self.write("done", trainer)
+
+
+@contextmanager
+def reporting(
+    model: Any, progress: Path | None, metric_key: str, metric: str
+) -> Iterator[ProgressHook | None]:
+    """With ``progress`` set: a record there instead of ultralytics' console output.
+
+    Without, nothing changes (ultralytics prints as it always does). A training that raises
+    leaves a ``failed`` record.
+    """
+    if progress is None:
+        yield None
+        return
+    hook = ProgressHook(progress, metric_key, metric)
+    hook.attach(model)
+    with quiet_console():
+        try:
+            yield hook
+        except BaseException:
+            hook.write("failed")
+            raise
+
+
+def note(progress: Path | None, state: State, **fields: Any) -> None:
+    """Write a stage's record outside ultralytics' callbacks (preparing, reused); None: no-op."""
+    if progress is None:
+        return
+    record = StageProgress(stage=progress.stem, state=state, wall=time.time(), **fields)
+    try:
+        write_record(progress, record)
+    except OSError as error:  # as in ProgressHook: never the training's end
+        log.warning("progress record %s not written: %s", progress, error)
+
+
+def reused(progress: Path | None, result: Any, metric: str, best_key: str) -> None:
+    """The record of a training found finished (``result``: its ``TrainResult``)."""
+    note(
+        progress, "reused", epoch=result.epochs_completed, epochs=result.epochs_completed,
+        elapsed_s=result.train_seconds, metric=metric, best=result.metrics.get(best_key),
+    )  # fmt: skip

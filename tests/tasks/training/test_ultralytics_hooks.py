@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tasks.training.ultralytics_hooks import MlflowLogger, clean_metrics, quiet_ultralytics
+from tasks.training.progress import read_records
+from tasks.training.ultralytics_hooks import (
+    ULTRALYTICS_LOGGER,
+    MlflowLogger,
+    ProgressHook,
+    clean_metrics,
+    note,
+    quiet_ultralytics,
+    reporting,
+    reused,
+)
 
 
 class FakeClient:
@@ -137,3 +148,121 @@ def test_quiet_ultralytics_switches_off_its_mlflow_and_sync():
 
     quiet_ultralytics()
     assert SETTINGS["mlflow"] is False and SETTINGS["sync"] is False
+
+
+# --- progress records instead of ultralytics' console output ---------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fitting(epoch: int = 0, hours: float | None = None, **metrics: float) -> Any:
+    return SimpleNamespace(
+        args=SimpleNamespace(time=hours), epoch=epoch, epochs=10, start_epoch=0,
+        train_time_start=400.0, train_loader=[0] * 4, metrics=metrics,
+    )  # fmt: skip
+
+
+def test_the_hook_follows_a_training(tmp_path: Path):
+    clock = Clock()
+    hook = ProgressHook(tmp_path / "detector.json", "metrics/mAP50-95(B)", "mAP50-95", 5.0, clock)
+    registered: list[str] = []
+    hook.attach(SimpleNamespace(add_callback=lambda event, fn: registered.append(event)))
+    assert {"on_train_start", "on_train_batch_end", "on_fit_epoch_end", "on_train_end"} <= set(
+        registered
+    )
+    trainer = _fitting(hours=0.5)
+    hook.train_start(trainer)
+    record = read_records(tmp_path)["detector"]
+    assert (record.state, record.epoch, record.elapsed_s, record.budget_s) == (
+        "training", 0, 100.0, 1800.0,
+    )  # fmt: skip
+    hook.batch_end(trainer)  # within 5 s of the last write: not written
+    assert read_records(tmp_path)["detector"].batch_fraction == 0.0
+    clock.now += 5
+    hook.batch_end(trainer)
+    assert read_records(tmp_path)["detector"].batch_fraction == 0.5
+    trainer.fitness, trainer.metrics = None, {"metrics/mAP50-95(B)": 0.0}  # val=False: zeros
+    hook.epoch_end(trainer)
+    assert read_records(tmp_path)["detector"].best is None
+    trainer.fitness = 0.3
+    for epoch, value in enumerate([0.3, float("nan"), 0.2], start=1):
+        trainer.epoch, trainer.metrics = epoch, {"metrics/mAP50-95(B)": value}
+        hook.epoch_end(trainer)
+    record = read_records(tmp_path)["detector"]
+    assert (record.epoch, record.best, record.batch_fraction) == (4, 0.3, 0.0)
+    hook.train_end(trainer)
+    assert read_records(tmp_path)["detector"].state == "done"
+
+
+def test_reporting_quiets_ultralytics_bars_and_info_but_not_its_warnings(tmp_path: Path):
+    from ultralytics.utils import LOGGER
+    from ultralytics.utils.tqdm import TQDM
+
+    registered: list[str] = []
+    model = SimpleNamespace(add_callback=lambda event, fn: registered.append(event))
+    logger = logging.getLogger(ULTRALYTICS_LOGGER)
+    before = logger.level
+    logger.setLevel(logging.INFO)  # ultralytics as it prints by default
+    try:
+        assert not TQDM(range(3)).disable
+        with reporting(model, tmp_path / "classifier.json", "metrics/accuracy_top1", "top1"):
+            assert TQDM(range(3)).disable  # the per-batch bar is off
+            assert not LOGGER.isEnabledFor(logging.INFO)  # epoch lines too
+            assert LOGGER.isEnabledFor(logging.WARNING)  # warnings and errors still show
+        assert logger.level == logging.INFO and not TQDM(range(3)).disable
+    finally:
+        logger.setLevel(before)
+    assert "on_train_batch_end" in registered
+
+
+def test_without_a_record_ultralytics_prints_as_it_always_did():
+    registered: list[str] = []
+    model = SimpleNamespace(add_callback=lambda event, fn: registered.append(event))
+    level = logging.getLogger(ULTRALYTICS_LOGGER).level
+    with reporting(model, None, "metrics/accuracy_top1", "top1") as hook:
+        assert hook is None and logging.getLogger(ULTRALYTICS_LOGGER).level == level
+    assert registered == []
+
+
+def test_a_training_that_raises_leaves_a_failed_record(tmp_path: Path):
+    model = SimpleNamespace(add_callback=lambda event, fn: None)
+    with (
+        pytest.raises(RuntimeError, match="out of memory"),
+        reporting(model, tmp_path / "detector.json", "k", "mAP50-95") as hook,
+    ):
+        assert hook is not None
+        hook.epoch_end(_fitting(epoch=1, k=0.4))
+        raise RuntimeError("out of memory")
+    record = read_records(tmp_path)["detector"]
+    assert (record.state, record.epoch, record.best) == ("failed", 2, 0.4)
+
+
+def test_a_reused_training_reads_as_finished(tmp_path: Path):
+    result = SimpleNamespace(
+        epochs_completed=7, train_seconds=420.0, metrics={"valid_crop_top1": 0.8}
+    )
+    reused(tmp_path / "classifier.json", result, "top1", "valid_crop_top1")
+    note(None, "preparing")  # no record file: nothing written, nothing fails
+    record = read_records(tmp_path)["classifier"]
+    assert (record.state, record.epoch, record.elapsed_s, record.best) == (
+        "reused", 7, 420.0, 0.8,
+    )  # fmt: skip
+
+
+def test_a_record_that_cannot_be_written_never_stops_the_training(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the records' folder should be")
+    hook = ProgressHook(blocker / "detector.json", "k", "mAP50-95")
+    with caplog.at_level(logging.WARNING, logger="tasks.training.ultralytics_hooks"):
+        hook.train_start(_fitting())
+        hook.epoch_end(_fitting(epoch=0, k=0.1))
+    assert hook.failed_writes == 2 and hook.last is not None and hook.last.epoch == 1
+    assert caplog.text.count("not written") == 1
