@@ -55,9 +55,12 @@ class MlflowLogger:
     """
 
     def __init__(self, run_id: str, tracking_uri: str | None = None) -> None:
-        from mlflow.tracking import MlflowClient
+        import mlflow
 
-        self.client = MlflowClient(tracking_uri)
+        from tasks.registry.tracking import client_for
+
+        # The one way into MLflow: a redacting client (ultralytics' args hold the data URL).
+        self.client = client_for(tracking_uri or mlflow.get_tracking_uri())
         self.run_id = run_id
         self.pending_params: list[Any] = []
         self.pending_metrics: list[Any] = []
