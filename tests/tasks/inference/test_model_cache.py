@@ -75,8 +75,12 @@ def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
     with mlflow_uris_restored():
-        mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-        mlflow.MlflowClient(registry_uri=f"sqlite:///{path}").search_registered_models()
+        # Both URIs each time: one left out defaults to ./mlflow.db in the working folder.
+        client = mlflow.MlflowClient(
+            tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}"
+        )
+        client.search_experiments()
+        client.search_registered_models()
     return path
 
 
