@@ -184,10 +184,12 @@ def quantize_int8(onnx_path: Path, calibration_images: Sequence[Path], out: Path
 
 def _open(yolo: Any, local: Path, weights: Path) -> Any:
     """Load the private copy; a damaged file is reported by its own name, not the copy's."""
-    if not zipfile.is_zipfile(local):  # torch.save writes a zip; a cut-off one has no directory
-        raise OSError(f"{weights}: not a complete checkpoint archive (truncated or not a .pt)")
     try:
         return yolo(str(local))
     except Exception as error:  # ultralytics' own message names the temp copy
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise OSError(f"{weights}: cannot be loaded ({type(error).__name__}: {first})") from error
+        if not zipfile.is_zipfile(local):  # torch.save writes a zip; a cut-off one has none
+            reason = "not a complete checkpoint archive (truncated or not a .pt)"
+        else:
+            first = (str(error).strip().splitlines() or [""])[0]
+            reason = f"cannot be loaded ({type(error).__name__}: {first})"
+        raise OSError(f"{weights}: {reason}") from error

@@ -57,9 +57,9 @@ def _two_gates(tmp_path: Path, locked: bool) -> list[tuple[str, str | None, str]
 def test_two_gates_at_once_promote_in_turn(tmp_path: Path, locked: bool) -> None:
     with mlflow_uris_restored():
         decisions = _two_gates(tmp_path, locked)
-        champion = mlflow.MlflowClient(
-            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
-        ).get_model_version_by_alias(NAME, "champion")
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        champion = client.get_model_version_by_alias(NAME, "champion")
     firsts = [version for version, _, reason in decisions if reason == FIRST]
     if not locked:  # the race: both judged "no champion", the second move compared with nothing
         assert len(firsts) == 2, decisions
