@@ -86,8 +86,7 @@ def train_classifier(
     )
     with claim(run_dir, DONE_MARKER, start, recording) as state:
         if state.finished is not None:
-            reused(progress, state.finished, *BEST)
-            return state.finished
+            return reused(progress, state.finished, *BEST)
         if state.resume:
             model, transferred = resumed_model(run_dir, state), None
             kwargs: dict[str, Any] = {"resume": True, "data": str(crops), "workers": config.workers}

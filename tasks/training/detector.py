@@ -228,8 +228,7 @@ def train(
     )
     with claim(run_dir, DONE_MARKER, start, recording) as state:
         if state.finished is not None:
-            reused(progress, state.finished, *BEST)
-            return state.finished
+            return reused(progress, state.finished, *BEST)
         if state.resume:
             model, transferred = resumed_model(run_dir, state), None
             # The checkpoint carries the recipe; only where the loaders run may change.

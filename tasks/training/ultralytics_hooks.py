@@ -284,9 +284,10 @@ def note(progress: Path | None, state: State, **fields: Any) -> None:
         log.warning("progress record %s not written: %s", progress, error)
 
 
-def reused(progress: Path | None, result: Any, metric: str, best_key: str) -> None:
-    """The record of a training found finished (``result``: its ``TrainResult``)."""
+def reused(progress: Path | None, result: Any, metric: str, best_key: str) -> Any:
+    """Record a training found finished (``result``: its ``TrainResult``); return it."""
     note(
         progress, "reused", epoch=result.epochs_completed, epochs=result.epochs_completed,
         elapsed_s=result.train_seconds, metric=metric, best=result.metrics.get(best_key),
     )  # fmt: skip
+    return result

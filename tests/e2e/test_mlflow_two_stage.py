@@ -163,8 +163,10 @@ def test_mlflow_two_stage_champion_loads_as_one_recognizer(outcome: TrainOutcome
 
 def test_mlflow_two_stage_pyfunc_predicts_letters(outcome: TrainOutcome, subset_dataset: Path):
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
-    image = sorted((subset_dataset / "test" / "images").iterdir())[0]
-    photo = base64.b64encode(image.read_bytes()).decode()  # bytes: a path is refused
-    out = model.predict(pd.DataFrame({"image": [photo]}), params={"conf": 1e-6})
+    # A one-epoch detector may rank the hand below its top boxes in one photo, and the fused
+    # reader reads only boxes its landmark network confirms: ask on a few photos, not one.
+    images = sorted((subset_dataset / "test" / "images").iterdir())[:6]
+    photos = [base64.b64encode(image.read_bytes()).decode() for image in images]  # not paths
+    out = model.predict(pd.DataFrame({"image": photos}), params={"conf": 1e-6})
     assert len(out) >= 1 and set(out["letter"]) <= set(LETTERS)
     assert (out["error"] == "").all()
