@@ -178,13 +178,15 @@ def test_mlflow_two_stage_pyfunc_predicts_letters(
 
     uri = f"models:/{MODEL_NAME}@{CHAMPION}"
     served = Recognizer.load(uri, cache_dir=tmp_path / "int8", prefer="int8")
-    expected = [
-        (index, det.letter, round(float(det.confidence), 5))
+    expected = sorted(
+        (index, det.letter, float(det.confidence))
         for index, image in enumerate(images)
         for det in served.recognize_path(image, conf=1e-6).detections
-    ]
-    rows = list(zip(out["image_index"], out["letter"], out["confidence"].round(5), strict=True))
-    assert rows == expected, "the pyfunc's rows are the recognizer's detections"
+    )
+    rows = sorted(zip(out["image_index"], out["letter"], out["confidence"], strict=True))
+    # The same letters per photo; confidences alike to float noise (threads may differ).
+    assert [row[:2] for row in rows] == [row[:2] for row in expected], "the recognizer's letters"
+    assert [row[2] for row in rows] == pytest.approx([row[2] for row in expected], abs=1e-4)
     fp32 = Recognizer.load(uri, cache_dir=tmp_path / "fp32")
     read = sum(len(fp32.recognize_path(image, conf=1e-6).detections) for image in images)
     assert read >= 1, "the champion reads letters in the test photos"
