@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,13 +21,12 @@ from typing import Any
 import httpx
 import pytest
 from mlflow.tracking import MlflowClient
-from support.servers import BIN, free_port, start_server, stop, wait_http
+from support.servers import BIN, REPO, free_port, run_command, start_server, stop, wait_http
 
 from tasks.registry.models import MODEL_NAME
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 LOCAL_DEPLOYMENTS = {
     "data/local",
     "train/local",
@@ -39,19 +37,6 @@ LOCAL_DEPLOYMENTS = {
     "train-trial/local",
 }
 EXPERIMENT = "e2e-prefect"
-
-
-def _run(args: list[str], env: dict[str, str], timeout: float, log: Path) -> str:
-    """Run a CLI command to completion; fail with its output if it fails or hangs."""
-    try:
-        done = subprocess.run(
-            args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{args[:4]} hung for {timeout}s:\n{exc.stdout}\n{log.read_text()[-4000:]}")
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{args[:4]} failed:\n{output[-4000:]}\n{log.read_text()[-4000:]}"
-    return output
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +100,7 @@ def _flow_runs(api: str) -> list[dict[str, Any]]:
 
 
 def _run_pipeline(params: dict[str, Any], env: dict[str, str], log: Path) -> str:
-    return _run(
+    return run_command(
         [str(BIN / "prefect"), "deployment", "run", "pipeline/local",
          "--params", json.dumps(params), "--watch", "--watch-timeout", "600"],
         env, 660, log,
@@ -127,7 +112,9 @@ def test_deploy_and_run_smoke_pipeline_through_a_worker(
 ) -> None:
     env, root, timings = stack["env"], stack["root"], stack["timings"]
     server_log = root / "prefect-server.log"
-    _run([sys.executable, "deployments/create_pools.py", "--local-only"], env, 120, server_log)
+    run_command(
+        [sys.executable, "deployments/create_pools.py", "--local-only"], env, 120, server_log
+    )
 
     # The worker boots while `prefect deploy` runs, as with `make serve`.
     worker_log = root / "worker.log"
@@ -145,7 +132,9 @@ def test_deploy_and_run_smoke_pipeline_through_a_worker(
     }
     try:
         started = time.monotonic()
-        _run([str(BIN / "prefect"), "--no-prompt", "deploy", "-n", "local"], env, 300, server_log)
+        run_command(
+            [str(BIN / "prefect"), "--no-prompt", "deploy", "-n", "local"], env, 300, server_log
+        )
         timings["deploy_s"] = time.monotonic() - started
         assert _deployment_names(stack["api"]) == LOCAL_DEPLOYMENTS, "only the local ones"
         started = time.monotonic()

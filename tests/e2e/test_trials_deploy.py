@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,30 +23,16 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-from support.servers import BIN, free_port, start_server, stop, wait_http
+from support.servers import BIN, REPO, free_port, run_command, start_server, stop, wait_http
 
 from tasks.registry.models import MODEL_NAME
 from tasks.training.recipe_trials import FLOW_RUN_TAG, GROUP_TAG, TRIAL_TAG, summarize
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT = "e2e-trials"
 GROUP = "e2e"
 TRIALS = [{"name": "base"}, {"name": "imgsz-96", "changes": {"imgsz": 96}}]
-
-
-def _run(args: list[str], env: dict[str, str], timeout: float, log: Path) -> str:
-    """Run a CLI command to completion; fail with its output if it fails or hangs."""
-    try:
-        done = subprocess.run(
-            args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{args[:4]} hung for {timeout}s:\n{exc.stdout}\n{log.read_text()[-4000:]}")
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{args[:4]} failed:\n{output[-4000:]}\n{log.read_text()[-4000:]}"
-    return output
 
 
 def _api(api: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -93,10 +78,12 @@ def trials(
         wait_http(f"{api}/health", prefect, timeout=180, log=server_log)
         wait_http(f"{mlflow_uri}/health", mlflow, timeout=180, log=root / "mlflow-server.log")
         timings["servers_up_s"] = time.monotonic() - started
-        _run([sys.executable, "deployments/create_pools.py", "--local-only"], env, 120, server_log)
+        run_command(
+            [sys.executable, "deployments/create_pools.py", "--local-only"], env, 120, server_log
+        )
         # The trials run holds one slot of the pool, each trial one more.
         limit = ["work-pool", "set-concurrency-limit", "local-process", "3"]
-        _run([str(BIN / "prefect"), *limit], env, 60, server_log)
+        run_command([str(BIN / "prefect"), *limit], env, 60, server_log)
         worker = start_server(
             [str(BIN / "prefect"), "worker", "start", "--pool", "local-process",
              "--type", "process", "--name", "e2e-trials-worker"],
@@ -106,10 +93,10 @@ def trials(
             started = time.monotonic()
             # `prefect deploy -n` matches the entrypoint's function name, not the flow's name.
             deploy = ["--no-prompt", "deploy", "-n", "trials_flow/local", "-n", "trial_flow/local"]
-            _run([str(BIN / "prefect"), *deploy], env, 300, server_log)
+            run_command([str(BIN / "prefect"), *deploy], env, 300, server_log)
             timings["deploy_s"] = time.monotonic() - started
             started = time.monotonic()
-            output = _run(
+            output = run_command(
                 [str(BIN / "prefect"), "deployment", "run", "trials/local", "--params",
                  json.dumps(_params(subset_dataset)), "--watch", "--watch-timeout", "600"],
                 env, 660, worker_log,

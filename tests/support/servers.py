@@ -11,7 +11,24 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_command(args: list[str], env: dict[str, str], timeout: float, log: Path) -> str:
+    """Run a CLI command in the checkout to completion; fail with its output and ``log``'s
+    tail if it fails or hangs. Returns stdout and stderr."""
+    try:
+        done = subprocess.run(
+            args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{args[:4]} hung for {timeout}s:\n{exc.stdout}\n{log.read_text()[-4000:]}")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{args[:4]} failed:\n{output[-4000:]}\n{log.read_text()[-4000:]}"
+    return output
 
 
 def free_port() -> int:
