@@ -9,6 +9,7 @@ boxes and confidences it returns look exactly like a 26-class detector's.
 from __future__ import annotations
 
 import ast
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def xyxy(det: Detection) -> tuple[float, float, float, float]:
     return (det.box.x1, det.box.y1, det.box.x2, det.box.y2)
 
 
-class HandReader:
+class HandReader(ABC):
     """Reads the letters of the hands a detector found; a subclass reads one box.
 
     The pixel classifier reads every box; the fused reader reads the best few and only those
@@ -71,9 +72,9 @@ class HandReader:
     names: tuple[str, ...]
     candidates: int | None = None  # how many of the best boxes are read (None: all)
 
+    @abstractmethod
     def read_box(self, image: np.ndarray, hand: Detection) -> Reading | None:
         """Letter probabilities (and landmarks) of one box; None when it holds no hand."""
-        raise NotImplementedError
 
     def letters(
         self,
