@@ -20,6 +20,7 @@ import numpy as np
 
 from tasks.core.records import LETTERS, Box, Detection
 from tasks.inference.draw import draw_box
+from tasks.inference.landmarks import hand_box
 
 CaptureState = Literal["idle", "waiting", "capturing", "done"]
 
@@ -44,14 +45,28 @@ class BurstView:
     progress: float
 
 
-def one_hand(detections: Iterable[Detection]) -> Box | None:
+def one_hand(detections: Iterable[Detection], frame: tuple[int, ...] | None = None) -> Box | None:
     """The box of the only hand in a frame, or None for no hand or several.
 
     Detections sharing a box are one hand read as several letters (a two-stage model asked
-    for more than one letter per hand), so hands are counted by distinct boxes.
+    for more than one letter per hand), so hands are counted by distinct boxes. A hand read
+    with its landmarks (a fused model) gets the box of its points, shaped as the dataset's
+    labels are, so the label a capture becomes follows the hand the landmark network saw,
+    not wherever the detector's box fell.
+
+    Args:
+        detections: One frame's detections.
+        frame: The frame's shape (height, width, ...), to keep a box of points inside it.
     """
-    boxes = {(d.box.x1, d.box.y1, d.box.x2, d.box.y2): d.box for d in detections}
-    return next(iter(boxes.values())) if len(boxes) == 1 else None
+    hands = {(d.box.x1, d.box.y1, d.box.x2, d.box.y2): d for d in detections}
+    if len(hands) != 1:
+        return None
+    hand = next(iter(hands.values()))
+    if not hand.landmarks:
+        return hand.box
+    x1, y1, x2, y2 = hand_box(hand.landmarks)
+    height, width = frame[:2] if frame else (float("inf"), float("inf"))
+    return Box(x1=max(x1, 0.0), y1=max(y1, 0.0), x2=min(x2, width), y2=min(y2, height))
 
 
 def slot_of(elapsed: float, seconds: float, frames: int) -> int | None:
@@ -133,7 +148,7 @@ class BurstCollector:
         Returns:
             Whether the frame was kept.
         """
-        box = one_hand(detections)
+        box = one_hand(detections, image.shape)
         with self._lock:
             if self._state == "waiting" and box is not None:
                 self._state, self._start = "capturing", now

@@ -12,6 +12,7 @@ import ast
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -54,7 +55,14 @@ def square_crop(
 
 
 Points = tuple[tuple[float, float], ...]
-Reading = tuple[np.ndarray, Points | None]  # a box's letter probabilities, its landmarks if read
+
+
+class Reading(NamedTuple):
+    """What a reader made of one hand box."""
+
+    probs: np.ndarray  # letter probabilities
+    points: Points | None = None  # the hand's landmarks (frame pixels), if read
+    presence: float | None = None  # P(hand) by the reader, if it judges that too
 
 
 def xyxy(det: Detection) -> tuple[float, float, float, float]:
@@ -98,16 +106,45 @@ class HandReader(ABC):
         Returns:
             Detections in frame pixels, best first (with their hand's landmarks, if read).
         """
+        # Boxes the detector is unsure of (under ``conf``: a reader that judges hands asks for
+        # them) are read only where no sure box held a hand, and the frame only where no box
+        # did: a frame the detector reads well costs no more than before.
+        boxes = hands[: self.candidates]
+        sure = [hand for hand in boxes if hand.confidence >= conf]
+        unsure = [hand for hand in boxes if hand.confidence < conf]
+        readings = self._read_boxes(image, sure) or self._read_boxes(image, unsure)
+        if not readings:
+            readings = self.missed_hands(image)
         found: list[Detection] = []
-        for hand in hands[: self.candidates]:
+        for hand, reading in readings:
+            found += hand_letters(hand, reading.probs, self.names, conf, per_hand, reading.points)
+        return best_first(found, max_det)
+
+    def _read_boxes(
+        self, image: np.ndarray, hands: Sequence[Detection]
+    ) -> list[tuple[Detection, Reading]]:
+        readings = []
+        for hand in hands:
             try:
                 reading = self.read_box(image, hand)
             except ValueError:  # a sliver of a box at the border: nothing to read
                 continue
-            if reading is not None:
-                probs, points = reading
-                found += hand_letters(hand, probs, self.names, conf, per_hand, points)
-        return best_first(found, max_det)
+            if reading is None:
+                continue
+            if reading.presence is not None and reading.presence > hand.confidence:
+                # The reader is surer this is a hand than the detector, which learnt close-ups
+                # of a few people, is of another person's hand at a desk.
+                hand = hand.model_copy(update={"confidence": reading.presence})
+            readings.append((hand, reading))
+        return readings
+
+    def missed_hands(self, image: np.ndarray) -> list[tuple[Detection, Reading]]:
+        """Hands found another way when no detector box held one (none by default).
+
+        Returns:
+            Each hand as a one-class detection (its box, P(hand)) with its reading.
+        """
+        return []
 
 
 class CropClassifier(HandReader):
@@ -176,7 +213,7 @@ class CropClassifier(HandReader):
 
     def read_box(self, image: np.ndarray, hand: Detection) -> Reading | None:
         """The letter probabilities of the crop around ``hand``'s box."""
-        return self.probabilities(image, xyxy(hand)), None
+        return Reading(self.probabilities(image, xyxy(hand)))
 
 
 def hand_letters(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from tasks.core.records import Detection, Record
+from tasks.core.records import Box, Detection, Record
 from tasks.inference.crop_classifier import CropClassifier, HandReader, Reading, xyxy
 from tasks.inference.landmarks import (
     CROP_PAD,
@@ -30,10 +30,15 @@ from tasks.inference.landmarks import (
     LandmarkReader,
     features,
 )
+from tasks.inference.palm import PalmDetector
 from tasks.inference.runtime import open_session
 
 LANDMARK_ONNX = "landmarks.onnx"  # the landmark letter classifier of a model folder
 CANDIDATES = 3  # detector boxes checked for a hand: the top box alone missed 15% of signers
+# Least detector score of a box checked for a hand. The detector learnt close-ups of a few
+# people and is unsure of other hands at a desk; a confirmed hand then counts by its hand
+# presence (TRIALS 52: at the Live page's threshold, +50 of 312 simulated-signer frames read).
+CANDIDATE_SCORE = 0.1
 
 
 class FusionRule(Record):
@@ -97,9 +102,11 @@ def load_rule(meta: dict[str, Any]) -> FusionRule | None:
 class FusedReader(HandReader):
     """Reads the letter of each detector box that the landmark network confirms as a hand.
 
-    Only the best :data:`CANDIDATES` boxes are read. Thread safety: the crop classifier and
-    the ONNX landmark classifier are re-entrant; the landmark reader serialises its own
-    interpreter.
+    Only the best :data:`CANDIDATES` boxes are read. When none of them holds a hand, the
+    palm detector looks at the whole frame (a hand the detector missed: another skin, light
+    or size than the dataset's), and each hand it finds is read on the box of its points.
+    Thread safety: the crop classifier and the ONNX landmark classifier are re-entrant; the
+    landmark reader and the palm detector serialise their own interpreters.
     """
 
     def __init__(
@@ -108,22 +115,34 @@ class FusedReader(HandReader):
         landmarks: LandmarkClassifier,
         reader: LandmarkReader,
         rule: FusionRule,
+        palms: PalmDetector | None = None,
     ) -> None:
         if landmarks.names != pixels.names:
             raise LandmarkError(f"{landmarks.path} reads other letters than {pixels.path}")
         self.pixels, self.landmarks, self.reader, self.rule = pixels, landmarks, reader, rule
+        self.palms = palms
         self.names = pixels.names
         self.candidates = CANDIDATES
 
     @classmethod
-    def open(cls, folder: Path, pixels: CropClassifier, rule: FusionRule) -> FusedReader:
+    def open(
+        cls, folder: Path, pixels: CropClassifier, rule: FusionRule, palms: bool = True
+    ) -> FusedReader:
         """The fused reader of a model ``folder`` (its landmark files beside the detector).
+
+        Args:
+            folder: The model folder.
+            pixels: Its crop classifier.
+            rule: The fusion rule its metadata records.
+            palms: Look for hands with the palm detector when no detector box holds one.
 
         Raises:
             LandmarkError: Naming the file, when one is missing or has another sha256.
         """
-        reader = LandmarkReader(folder / TASK_FILE, rule.task_sha256)
-        return cls(pixels, LandmarkClassifier(folder / LANDMARK_ONNX), reader, rule)
+        task = folder / TASK_FILE
+        reader = LandmarkReader(task, rule.task_sha256)
+        detector = PalmDetector(task) if palms else None  # the digest was checked just above
+        return cls(pixels, LandmarkClassifier(folder / LANDMARK_ONNX), reader, rule, detector)
 
     def hand(self, image: np.ndarray, box: tuple[float, float, float, float]) -> Hand:
         """The landmark network's reading of ``box`` (presence, points, handedness)."""
@@ -140,10 +159,45 @@ class FusedReader(HandReader):
         """Fused letter probabilities and the landmarks (frame pixels) of a confirmed hand.
 
         None when the landmark network says the box holds no hand: a face, an arm, a shelf.
+        Its hand presence is the reading's P(hand) where it is surer than the detector.
         """
         box = xyxy(hand)
         found = self.hand(image, box)
         if found.presence < self.rule.presence:
             return None
-        points = tuple((float(x), float(y)) for x, y, _ in found.points)
-        return self.probabilities(image, box, found), points
+        return Reading(self.probabilities(image, box, found), _xy(found), found.presence)
+
+    def missed_hands(self, image: np.ndarray) -> list[tuple[Detection, Reading]]:
+        """Hands the palm detector finds, each read on the box of its landmarks.
+
+        The landmark network reads the palm's whole-hand region first, then again, as it
+        reads a detector box, the label-shaped box around those points; the pixels are read
+        on the box of its second reading's points.
+        P(hand) is the palm's score or the hand presence, whichever is higher.
+        """
+        if self.palms is None:
+            return []
+        hands: list[tuple[Detection, Reading]] = []
+        for palm in self.palms.detect(image):
+            first = self.reader.read(image, palm.hand_region(), pad=0.0)
+            if first.presence < self.rule.presence:
+                continue
+            found = self.hand(image, first.hand_box())
+            if found.presence < self.rule.presence:
+                continue
+            box = found.hand_box()
+            try:
+                probs = self.probabilities(image, box, found)
+            except ValueError:  # the hand lies all outside the frame
+                continue
+            x1, y1, x2, y2 = box
+            height, width = image.shape[:2]
+            frame_box = Box(x1=max(x1, 0), y1=max(y1, 0), x2=min(x2, width), y2=min(y2, height))
+            score = max(palm.score, found.presence)
+            hand = Detection(letter="hand", class_id=0, confidence=score, box=frame_box)
+            hands.append((hand, Reading(probs, _xy(found))))
+        return hands
+
+
+def _xy(hand: Hand) -> tuple[tuple[float, float], ...]:
+    return tuple((float(x), float(y)) for x, y, _ in hand.points)

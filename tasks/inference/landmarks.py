@@ -2,11 +2,12 @@
 
 MediaPipe Hands is two networks: a palm detector that finds hands, and a landmark network
 that reads 21 points, a hand-presence score and handedness from a crop around one hand.
-Fingerspell already finds hands with its YOLO detector, so only the landmark network runs
-here, on the detector's box: 7-8 ms a crop on one core, against ~34 ms for the Tasks API's
-palm detector plus landmarks, and with no native code that looks up Google's metrics host
-(the ``mediapipe`` wheel's Tasks API does; LiteRT opens no socket). Its presence score
-tells a hand from a face the detector mistook for one.
+Fingerspell finds hands with its YOLO detector first, so the landmark network runs on the
+detector's box: 7-8 ms a crop on one core, against ~34 ms for the Tasks API's palm detector
+plus landmarks, and with no native code that looks up Google's metrics host (the
+``mediapipe`` wheel's Tasks API does; LiteRT opens no socket). Its presence score tells a
+hand from a face the detector mistook for one. The palm detector
+(:mod:`tasks.inference.palm`) runs only where no detector box held a hand.
 
 The model comes from MediaPipe's ``hand_landmarker.task`` bundle (a zip holding
 ``hand_landmarks_detector.tflite``), read in place; the runtime is Google's LiteRT.
@@ -29,10 +30,15 @@ TASK_URL = (
     "https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/"
     "float16/latest/hand_landmarker.task"
 )
-_NETWORK = "hand_landmarks_detector.tflite"
+LANDMARK_NETWORK = "hand_landmarks_detector.tflite"
+PALM_NETWORK = "hand_detector.tflite"
 INPUT = 224  # the landmark network's square input, in pixels
 CROP_PAD = 0.2  # margin around a detector box (the crop classifier's default too)
 PRESENCE = 0.05  # below: no hand (TRIALS 50: faces read <= 0.0012, other objects <= 0.031)
+# A dataset label box, against the tight box of the 21 points read in it (478 train photos,
+# medians): as wide as 1.28 and as tall as 1.19 of the points' longer side, on the same
+# centre (fingertip and palm flesh reach past the joints the points mark).
+LABEL_WIDTH, LABEL_HEIGHT = 1.28, 1.19
 POINTS = 21
 FEATURES = POINTS * 3
 WRIST, MIDDLE_MCP = 0, 9
@@ -65,17 +71,39 @@ class Hand(NamedTuple):
         x, y = self.points[:, 0], self.points[:, 1]
         return float(x.min()), float(y.min()), float(x.max()), float(y.max())
 
+    def hand_box(self) -> tuple[float, float, float, float]:
+        """The hand's box as the dataset labels one (see :func:`hand_box`)."""
+        return hand_box(self.points)
 
-def read_task(path: Path, sha256: str | None = None) -> bytes:
-    """The landmark network inside a ``hand_landmarker.task`` bundle.
+
+def hand_box(
+    points: np.ndarray | tuple[tuple[float, float], ...],
+) -> tuple[float, float, float, float]:
+    """The box a dataset label would draw around a hand with these landmarks (frame pixels).
+
+    The crop classifier was trained on label boxes, and the Teach page's captures become
+    labels, so a hand found by its points gets a box of the labels' proportions, not the
+    tighter box of the joints.
+    """
+    xy = np.asarray(points, np.float32)[:, :2]
+    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+    side = max(float(x1 - x0), float(y1 - y0), 1.0)
+    cx, cy = float(x0 + x1) / 2, float(y0 + y1) / 2
+    half_w, half_h = LABEL_WIDTH * side / 2, LABEL_HEIGHT * side / 2
+    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+
+
+def read_task(path: Path, sha256: str | None = None, network: str = LANDMARK_NETWORK) -> bytes:
+    """One network inside a ``hand_landmarker.task`` bundle (the landmark one by default).
 
     Args:
         path: The bundle.
         sha256: The digest the model folder recorded, checked when given.
+        network: The member: :data:`LANDMARK_NETWORK` or :data:`PALM_NETWORK`.
 
     Raises:
         LandmarkError: Naming the file, when it is missing, has another digest, or is not
-            a bundle holding the landmark network.
+            a bundle holding that network.
     """
     if not path.is_file():
         raise LandmarkError(f"hand landmark model {path} is missing")
@@ -85,7 +113,7 @@ def read_task(path: Path, sha256: str | None = None) -> bytes:
         )
     try:
         with zipfile.ZipFile(path) as bundle:
-            return bundle.read(_NETWORK)
+            return bundle.read(network)
     except (zipfile.BadZipFile, KeyError) as exc:
         raise LandmarkError(f"{path} is not a MediaPipe hand landmarker bundle: {exc}") from None
 

@@ -27,7 +27,7 @@ from tasks.inference.backends import (
     torch_backend,
 )
 from tasks.inference.crop_classifier import LETTERS_PER_HAND, CropClassifier
-from tasks.inference.fusion import CANDIDATES, FusedReader, load_rule
+from tasks.inference.fusion import CANDIDATE_SCORE, CANDIDATES, FusedReader, load_rule
 from tasks.inference.model_cache import download
 from tasks.inference.runtime import MAX_THREADS, open_session  # noqa: F401  (MAX_THREADS re-exported)
 from tasks.inference.yolo_decode import (  # noqa: F401  (re-exported: the recognizer's public helpers)
@@ -79,8 +79,9 @@ class Recognizer:
     a 26-class detector (see :mod:`tasks.inference.crop_classifier`). A fused two-stage model
     (``landmarks.onnx`` and ``hand_landmarker.task`` beside them, the rule in its metadata)
     also reads each box's hand landmarks: a box that holds no hand is not read, the letter is
-    the pixels' and the landmarks' readings fused, and each detection carries the hand's
-    landmarks (see :mod:`tasks.inference.fusion`).
+    the pixels' and the landmarks' readings fused, each detection carries the hand's
+    landmarks, and where no box holds a hand the palm detector looks for one (see
+    :mod:`tasks.inference.fusion`).
 
     Build one with :meth:`load`.
     """
@@ -203,9 +204,14 @@ class Recognizer:
             detections = decode(output, placement, self.names, conf, iou, max_det, agnostic)
             decoded = done = time.perf_counter()
         else:
-            # A fused model checks a few boxes for a hand even when one letter is asked for.
-            boxes = max(max_det, CANDIDATES) if self.fused else max_det
-            hands = decode(output, placement, ("hand",), conf, iou, boxes, agnostic=True)
+            # A fused model checks a few boxes for a hand even when one letter is asked for,
+            # and boxes the detector is unsure of too: the landmark network confirms hands.
+            boxes, least = (
+                (max(max_det, CANDIDATES), min(conf, CANDIDATE_SCORE))
+                if self.fused
+                else (max_det, conf)
+            )
+            hands = decode(output, placement, ("hand",), least, iou, boxes, agnostic=True)
             decoded = time.perf_counter()
             per_hand = 1 if agnostic else LETTERS_PER_HAND
             reader = self.fused or self.classifier

@@ -1,4 +1,4 @@
-"""Offline, proven by the kernel: reading landmarks opens no network socket.
+"""Offline, proven by the kernel: reading landmarks or palms opens no network socket.
 
 MediaPipe's Tasks API looks up a Google metrics host from native code, where no Python
 socket patch can see it; the project runs the landmark network through LiteRT instead. This
@@ -22,15 +22,20 @@ import sys
 from pathlib import Path
 import cv2
 from tasks.inference.landmarks import LandmarkReader
+from tasks.inference.palm import PalmDetector
 from tasks.inference.recognizer import Recognizer
 
 image = cv2.imread(sys.argv[2])
 reader = LandmarkReader(Path(sys.argv[1]))
 hand = reader.read(image, (0.0, 0.0, float(image.shape[1]), float(image.shape[0])))
 print("presence", round(hand.presence, 3))
+print("palms", len(PalmDetector(Path(sys.argv[1])).detect(image)))
 if len(sys.argv) > 3:
-    found = Recognizer.load(sys.argv[3]).recognize(image, conf=0.0)
+    recognizer = Recognizer.load(sys.argv[3])
+    found = recognizer.recognize(image, conf=0.0)
     print("detections", len(found.detections))
+    # No detector box at all: the palm detector searches the frame.
+    print("palm read", len(recognizer.fused.letters(image, (), 0.0, 1, 1)))
 """
 
 
@@ -67,7 +72,7 @@ def test_reading_landmarks_opens_no_internet_socket(
 ) -> None:
     image = next((shared_dataset / "valid" / "images").glob("*.jpg"))
     out, trace = _traced(tmp_path, str(landmarker_task), str(image))
-    assert "presence" in out
+    assert "presence" in out and "palms 1" in out
     assert _inet_calls(trace) == []
 
 
@@ -76,5 +81,5 @@ def test_a_fused_recognizer_opens_no_internet_socket(
 ) -> None:
     image = next((shared_dataset / "valid" / "images").glob("*.jpg"))
     out, trace = _traced(tmp_path, str(landmarker_task), str(image), str(fused_model))
-    assert "detections" in out
+    assert "detections" in out and "palm read 1" in out
     assert _inet_calls(trace) == []

@@ -39,3 +39,27 @@ def hand_boxes(*boxes: tuple[Corners, float]) -> tuple[Detection, ...]:
         )
         for box, conf in boxes
     )
+
+
+def face_beside_photo(dataset: Path) -> tuple[np.ndarray, Corners, Corners]:
+    """A 640×480 frame: the astronaut's face at the left, a whole dataset photo at the right.
+
+    Unlike :func:`face_and_hand`'s pasted box, the photo keeps the hand's arm and background,
+    as MediaPipe's palm detector expects of a real frame.
+
+    Returns:
+        The frame, the face's box and the photo's hand label box, in frame pixels.
+    """
+    from skimage import data
+
+    scene = np.full((480, 640, 3), 90, np.uint8)
+    astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    scene[80:320, 10:234] = cv2.resize(astronaut[0:300, 110:390], (224, 240))
+    path = list_images(dataset / "valid" / "images")[1]
+    photo = cv2.imread(str(path))
+    side, left, top = 380, 250, 50
+    scale = side / photo.shape[0]
+    scene[top : top + side, left : left + side] = cv2.resize(photo, (side, side))
+    boxes, _ = read_boxes_xyxy(label_path(path), photo.shape[1], photo.shape[0])
+    x0, y0, x1, y1 = (float(v) * scale for v in boxes[0])
+    return scene, (50.0, 80.0, 200.0, 265.0), (left + x0, top + y0, left + x1, top + y1)

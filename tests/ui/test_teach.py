@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tasks.core.records import LETTERS, Box, Detection
+from tasks.inference.landmarks import LABEL_HEIGHT, hand_box
 from ui.teach import (
     BurstCollector,
     TeachTap,
@@ -153,4 +154,18 @@ def test_a_face_in_view_is_never_captured_the_hand_is(fused_model, shared_datase
     assert collector.offer(scene, read, now=0.6)
     shots = collector.shots()
     assert len(shots) == 2
-    assert all((s.box.x1, s.box.y1) == (hand[0], hand[1]) for s in shots), "the hand's box"
+    for shot in shots:  # the box of the hand's points, on the hand, nowhere near the face
+        corners = (shot.box.x1, shot.box.y1, shot.box.x2, shot.box.y2)
+        assert corners == pytest.approx(hand_box(read[0].landmarks))
+        assert shot.box.x1 >= face[2] and shot.box.y1 >= face[3] - 10
+        assert shot.box.x1 < hand[2] and shot.box.y1 < hand[3]
+
+
+def test_one_hand_read_with_landmarks_gets_the_box_of_its_points():
+    points = tuple((100.0 + 2 * i, 50.0 + 5 * i) for i in range(21))  # 40 wide, 100 tall
+    hand = det().model_copy(update={"landmarks": points})
+    box = one_hand([hand], (480, 640, 3))
+    assert (box.x1, box.y1, box.x2, box.y2) == pytest.approx(hand_box(points))
+    assert box.y2 - box.y1 == pytest.approx(LABEL_HEIGHT * 100)
+    near_edge = det().model_copy(update={"landmarks": tuple((x - 95, y) for x, y in points)})
+    assert one_hand([near_edge], (480, 640, 3)).x1 == 0, "kept inside the frame"

@@ -13,10 +13,13 @@ from tasks.core.files import sha256_of
 from tasks.data.yolo_format import label_path, list_images, read_boxes_xyxy
 from tasks.inference.landmarks import (
     FEATURES,
+    LABEL_HEIGHT,
+    LABEL_WIDTH,
     PRESENCE,
     LandmarkError,
     LandmarkReader,
     features,
+    hand_box,
     read_task,
     square_patch,
 )
@@ -113,3 +116,26 @@ def test_a_box_at_the_border_is_padded_not_squashed() -> None:
     assert (left, top, side) == (145.0, -5.0, 60.0)
     assert patch[-1, -1].tolist() == [0, 0, 0], "outside the frame is black"
     assert patch[112, 112].tolist() == [255, 255, 255]
+
+
+def test_the_box_of_a_hand_s_points_has_a_label_s_proportions() -> None:
+    points = np.array([[200 + 3 * i, 100 + 4 * i, 0.5] for i in range(21)], np.float32)
+    x0, y0, x1, y1 = hand_box(points)  # the points span 60 × 80 around (230, 140)
+    assert ((x0 + x1) / 2, (y0 + y1) / 2) == pytest.approx((230, 140))
+    assert (x1 - x0, y1 - y0) == pytest.approx((LABEL_WIDTH * 80, LABEL_HEIGHT * 80))
+    assert hand_box(points[:, :2]) == hand_box(points), "(x, y) points as well as (x, y, z)"
+
+
+def test_a_dataset_hand_s_points_give_a_box_like_its_label(
+    reader: LandmarkReader, shared_dataset: Path
+) -> None:
+    overlaps = []
+    for image, box, _ in _valid_hands(shared_dataset, 8):
+        found = reader.read(image, box)
+        if found.presence > PRESENCE:
+            a, b = hand_box(found.points), box
+            w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+            h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+            area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+            overlaps.append(w * h / (area - w * h))
+    assert len(overlaps) >= 6 and np.median(overlaps) > 0.7, overlaps
