@@ -35,6 +35,9 @@ PALM_NETWORK = "hand_detector.tflite"
 INPUT = 224  # the landmark network's square input, in pixels
 CROP_PAD = 0.2  # margin around a detector box (the crop classifier's default too)
 PRESENCE = 0.05  # below: no hand (TRIALS 50: faces read <= 0.0012, other objects <= 0.031)
+# Below: read the crop turned as well (TRIALS 54: 22 of 1512 train hands, all G, H, J, P or Q,
+# read under 0.05 upright and over 0.5 turned; faces stay under 0.007 every way).
+TURN_BELOW = 0.5
 # A dataset label box, against the tight box of the 21 points read in it (478 train photos,
 # medians): as wide as 1.28 and as tall as 1.19 of the points' longer side, on the same
 # centre (fingertip and palm flesh reach past the joints the points mark).
@@ -162,22 +165,54 @@ class LandmarkReader:
         self._lock = threading.Lock()
 
     def read(
-        self, image: np.ndarray, box: tuple[float, float, float, float], pad: float = CROP_PAD
+        self,
+        image: np.ndarray,
+        box: tuple[float, float, float, float],
+        pad: float = CROP_PAD,
+        turn_below: float = TURN_BELOW,
     ) -> Hand:
-        """The landmarks of the hand in ``box`` of a BGR ``image``, in frame pixels."""
+        """The landmarks of the hand in ``box`` of a BGR ``image``, in frame pixels.
+
+        The network was trained on crops turned so that the fingers point up. A hand read
+        upright with a presence under ``turn_below`` (H and G point sideways, P and Q down)
+        is read again with the crop turned a quarter each way and upside down, and the most
+        hand-like of the four readings is kept, its points turned back into the frame.
+        """
         patch, left, top, side = square_patch(image, box, pad)
-        tensor = (patch.astype(np.float32) * np.float32(1 / 255))[None]
+        raw, presence, right = self._run(patch)
+        if presence < turn_below:
+            for turns in (1, 3, 2):
+                turned, turned_presence, turned_right = self._run(np.rot90(patch, turns))
+                if turned_presence > presence:
+                    raw, presence, right = _turn_back(turned, turns), turned_presence, turned_right
+        points = raw * np.float32(side / INPUT)
+        points[:, 0] += left
+        points[:, 1] += top
+        return Hand(points=points.astype(np.float32), presence=presence, right=right)
+
+    def _run(self, patch: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Points (patch pixels), presence and right-handedness of one RGB patch."""
+        tensor = np.ascontiguousarray(patch, dtype=np.float32)[None] * np.float32(1 / 255)
         with self._lock:
             self._interpreter.set_tensor(self._input, tensor)
             self._interpreter.invoke()
             raw = self._interpreter.get_tensor(self._points).reshape(POINTS, 3).copy()
             presence = float(self._interpreter.get_tensor(self._presence).ravel()[0])
             right = float(self._interpreter.get_tensor(self._right).ravel()[0])
-        scale = side / INPUT
-        points = raw * np.float32(scale)
-        points[:, 0] += left
-        points[:, 1] += top
-        return Hand(points=points.astype(np.float32), presence=presence, right=right)
+        return raw, presence, right
+
+
+def _turn_back(points: np.ndarray, turns: int) -> np.ndarray:
+    """Points read on ``np.rot90(patch, turns)``, in the unturned patch's pixels."""
+    x, y = points[:, 0].copy(), points[:, 1].copy()
+    out = points.copy()
+    if turns == 1:  # a quarter anticlockwise
+        out[:, 0], out[:, 1] = INPUT - y, x
+    elif turns == 3:  # a quarter clockwise
+        out[:, 0], out[:, 1] = y, INPUT - x
+    else:  # upside down
+        out[:, 0], out[:, 1] = INPUT - x, INPUT - y
+    return out
 
 
 def features(points: np.ndarray, right: float) -> np.ndarray:

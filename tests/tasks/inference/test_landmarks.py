@@ -82,6 +82,49 @@ def test_a_real_face_is_not_a_hand(reader: LandmarkReader) -> None:
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     face = (160.0, 20.0, 290.0, 180.0)  # x0, y0, x1, y1 around her face
     assert reader.read(image, face).presence < PRESENCE
+    assert reader.read(image, face, turn_below=1.1).presence < PRESENCE, "nor turned any way"
+
+
+def test_a_turned_reading_maps_back_to_the_frame(
+    reader: LandmarkReader, shared_dataset: Path
+) -> None:
+    """A hand in a frame turned a quarter is read turned back: the same points, turned."""
+    image, (x0, y0, x1, y1), _ = _valid_hands(shared_dataset, 2)[1]
+    height = image.shape[0]
+    upright = reader.read(image, (x0, y0, x1, y1))
+    clockwise = np.ascontiguousarray(np.rot90(image, -1))  # (x, y) -> (height - y, x)
+    box = (height - y1, x0, height - y0, x1)
+    expected = np.stack([height - upright.points[:, 1], upright.points[:, 0]], axis=1)
+    turned = reader.read(clockwise, box, turn_below=1.1)  # read all four ways
+    assert turned.presence > 0.9
+    assert np.abs(turned.points[:, :2] - expected).mean() < 3, "the upright reading, turned"
+    plain = reader.read(clockwise, box, turn_below=0.0)
+    assert np.abs(plain.points[:, :2] - expected).mean() > 5, "read sideways, it differs"
+
+
+def test_a_sideways_hand_missed_upright_is_found_turned(
+    reader: LandmarkReader, shared_dataset: Path
+) -> None:
+    """G, H, P and Q point sideways or down; some read no hand upright, every way turned."""
+    missed = []
+    for path in list_images(shared_dataset / "train" / "images"):
+        if path.name[0] not in "GHPQ":
+            continue
+        image = cv2.imread(str(path))
+        boxes, _ = read_boxes_xyxy(label_path(path), image.shape[1], image.shape[0])
+        box = tuple(float(v) for v in boxes[0])
+        if reader.read(image, box, turn_below=0.0).presence < PRESENCE:
+            missed.append((image, box))
+        if len(missed) == 3:
+            break
+    assert len(missed) == 3, "the dataset's train split holds such hands"
+    for image, box in missed:
+        hand = reader.read(image, box)
+        assert hand.presence > 0.5
+        x0, y0, x1, y1 = box
+        pad = 0.2 * max(x1 - x0, y1 - y0)
+        assert (hand.points[:, 0] > x0 - pad).all() and (hand.points[:, 0] < x1 + pad).all()
+        assert (hand.points[:, 1] > y0 - pad).all() and (hand.points[:, 1] < y1 + pad).all()
 
 
 def test_a_mirrored_hand_gives_the_same_features(
