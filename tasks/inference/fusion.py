@@ -6,7 +6,8 @@ what landmarks miss (the thumb against the fist in A/S/T/M/N); landmarks do not 
 light or room, so they carry to people the dataset never showed. Each side's probabilities
 are calibrated (a temperature fitted on valid), then averaged with the weight the training
 flow chose (``tasks.training.landmark_classifier``). A box whose crop holds no hand by the
-landmark network's presence score (a face the detector took for a hand) is not read at all.
+landmark network's presence score (a face the detector took for a hand) is not read at all;
+where no box holds one, MediaPipe's palm detector looks for hands the detector missed.
 """
 
 from __future__ import annotations
