@@ -38,6 +38,12 @@ PRESENCE = 0.05  # below: no hand (TRIALS 50: faces read <= 0.0012, other object
 # Below: read the crop turned as well (TRIALS 54: 22 of 1512 train hands, all G, H, J, P or Q,
 # read under 0.05 upright and over 0.5 turned; faces stay under 0.007 every way).
 TURN_BELOW = 0.5
+# A turned reading replaces the upright one only from this presence on: the best of four
+# readings of something that is no hand passes the least presence five times as often as one
+# reading does (TRIALS 56: 48 against 9 of 2789 picture tiles; 10 with this floor).
+SURE = 0.5
+# Names how a crop is read, for caches of readings.
+READING = f"turn{TURN_BELOW:g}-sure{SURE:g}"
 # A dataset label box, against the tight box of the 21 points read in it (478 train photos,
 # medians): as wide as 1.28 and as tall as 1.19 of the points' longer side, on the same
 # centre (fingertip and palm flesh reach past the joints the points mark).
@@ -175,23 +181,25 @@ class LandmarkReader:
 
         The network was trained on crops turned so that the fingers point up. A hand read
         upright with a presence under ``turn_below`` (H and G point sideways, P and Q down)
-        is read again with the crop turned a quarter each way and upside down, and the most
-        hand-like of the four readings is kept, its points turned back into the frame.
+        is read again with the crop turned a quarter each way and upside down; the most
+        hand-like turned reading replaces the upright one if it is also sure (presence over
+        :data:`SURE`), its points turned back into the frame.
         """
         patch, left, top, side = square_patch(image, box, pad)
-        raw, presence, right = self._run(patch)
+        raw, presence, right = self.run_patch(patch)
         if presence < turn_below:
             for turns in (1, 3, 2):
-                turned, turned_presence, turned_right = self._run(np.rot90(patch, turns))
-                if turned_presence > presence:
+                turned, turned_presence, turned_right = self.run_patch(np.rot90(patch, turns))
+                if turned_presence > max(presence, SURE):
                     raw, presence, right = _turn_back(turned, turns), turned_presence, turned_right
         points = raw * np.float32(side / INPUT)
         points[:, 0] += left
         points[:, 1] += top
         return Hand(points=points.astype(np.float32), presence=presence, right=right)
 
-    def _run(self, patch: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """Points (patch pixels), presence and right-handedness of one RGB patch."""
+    def run_patch(self, patch: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Points (patch pixels), presence and right-handedness of one :data:`INPUT` px RGB
+        patch, as :func:`square_patch` cuts it."""
         tensor = np.ascontiguousarray(patch, dtype=np.float32)[None] * np.float32(1 / 255)
         with self._lock:
             self._interpreter.set_tensor(self._input, tensor)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from tasks.inference.crop_classifier import CropClassifier
 from tasks.inference.fusion import FusionRule, LandmarkClassifier
-from tasks.inference.landmarks import TASK_FILE, TURN_BELOW, LandmarkReader
+from tasks.inference.landmarks import READING, TASK_FILE, LandmarkReader
 from tasks.training.fusion_choice import choose_rule, read_split
 from tasks.training.landmark_classifier import extract, train_landmarks
 from tasks.training.landmark_config import LandmarkConfig
@@ -86,10 +86,10 @@ def train_landmark_stage(
     log.info("hand landmark model: %s", task.describe())
     reader = LandmarkReader(task.path, task.sha256)
     # What decides the cached rows: the images, the model, the crop, the least presence and
-    # below which presence a crop is read turned too.
+    # how a crop is read (turned where unsure).
     key = (
         f"{dataset_id[:16]}-{(task.sha256 or '')[:12]}-pad{config.crop_pad:g}"
-        f"-p{config.presence:g}-turn{TURN_BELOW:g}"
+        f"-p{config.presence:g}-{READING}"
     )
     train, valid = (
         extract(data_yaml, split, reader, config, cache_dir / "landmarks" / f"{key}-{split}.npz")

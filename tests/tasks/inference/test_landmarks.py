@@ -81,8 +81,13 @@ def test_a_real_face_is_not_a_hand(reader: LandmarkReader) -> None:
 
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     face = (160.0, 20.0, 290.0, 180.0)  # x0, y0, x1, y1 around her face
-    assert reader.read(image, face).presence < PRESENCE
-    assert reader.read(image, face, turn_below=1.1).presence < PRESENCE, "nor turned any way"
+    upright = reader.read(image, face, turn_below=0.0)
+    assert upright.presence < PRESENCE
+    patch = square_patch(image, face)[0]
+    turned = [reader.run_patch(np.rot90(patch, turns))[1] for turns in (1, 2, 3)]
+    assert max(turned) < PRESENCE, "nor turned any way"
+    assert max(turned) > upright.presence, "the case below: a turned reading scores higher"
+    assert reader.read(image, face).presence == upright.presence, "but is not sure: not kept"
 
 
 def test_a_turned_reading_maps_back_to_the_frame(

@@ -25,7 +25,7 @@ import pytest
 
 from tasks.core.files import sha256_of
 from tasks.core.records import LETTERS
-from tasks.inference.landmarks import TASK_FILE, TURN_BELOW
+from tasks.inference.landmarks import READING, TASK_FILE
 from tasks.training.landmark_config import LandmarkConfig
 from tasks.training.landmark_stage import LandmarkStage, find_task, train_landmark_stage
 from tasks.training.weights import PRETRAINED_CACHE
@@ -234,7 +234,7 @@ def test_landmarks_are_cached_for_train_and_valid_only(
 ) -> None:
     cached = sorted(path.name for path in (stage_root / "runs" / "landmarks").iterdir())
     sha = (stage.started_from.sha256 or "")[:12]
-    prefix = f"{DATASET_ID[:16]}-{sha}-pad0.2-p{LandmarkConfig().presence:g}-turn{TURN_BELOW:g}"
+    prefix = f"{DATASET_ID[:16]}-{sha}-pad0.2-p{LandmarkConfig().presence:g}-{READING}"
     assert cached == [f"{prefix}-train.npz", f"{prefix}-valid.npz"], "test is never read"
 
 
@@ -253,6 +253,6 @@ def test_a_rerun_reuses_the_cache_and_another_presence_reads_again(
 
     stricter = _run(dataset, pixels, landmarker_task, stage_root, presence=0.9)
     added = sorted(set(path.name for path in folder.iterdir()) - set(before))
-    assert [f"-p0.9-turn{TURN_BELOW:g}-" in name for name in added] == [True, True]
+    assert [f"-p0.9-{READING}-" in name for name in added] == [True, True]
     assert stricter.rule.presence == 0.9
     assert stricter.metrics["landmark_valid_missing"] >= stage.metrics["landmark_valid_missing"]
