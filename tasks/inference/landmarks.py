@@ -198,8 +198,10 @@ class LandmarkReader:
         return Hand(points=points.astype(np.float32), presence=presence, right=right)
 
     def run_patch(self, patch: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """Points (patch pixels), presence and right-handedness of one :data:`INPUT` px RGB
-        patch, as :func:`square_patch` cuts it."""
+        """One reading: points (patch pixels), hand presence and right-handedness.
+
+        The patch is RGB and :data:`INPUT` px square, as :func:`square_patch` cuts it.
+        """
         tensor = np.ascontiguousarray(patch, dtype=np.float32)[None] * np.float32(1 / 255)
         with self._lock:
             self._interpreter.set_tensor(self._input, tensor)
