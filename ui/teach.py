@@ -20,7 +20,7 @@ import numpy as np
 
 from tasks.core.records import LETTERS, Box, Detection
 from tasks.inference.draw import draw_box
-from tasks.inference.landmarks import hand_box
+from tasks.inference.landmarks import frame_box, hand_box
 
 CaptureState = Literal["idle", "waiting", "capturing", "done"]
 
@@ -62,11 +62,7 @@ def one_hand(detections: Iterable[Detection], frame: tuple[int, ...] | None = No
     if len(hands) != 1:
         return None
     hand = next(iter(hands.values()))
-    if not hand.landmarks:
-        return hand.box
-    x1, y1, x2, y2 = hand_box(hand.landmarks)
-    height, width = frame[:2] if frame else (float("inf"), float("inf"))
-    return Box(x1=max(x1, 0.0), y1=max(y1, 0.0), x2=min(x2, width), y2=min(y2, height))
+    return frame_box(hand_box(hand.landmarks), frame) if hand.landmarks else hand.box
 
 
 def slot_of(elapsed: float, seconds: float, frames: int) -> int | None:

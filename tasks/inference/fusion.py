@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from tasks.core.records import Box, Detection, Record
+from tasks.core.records import Detection, Record
 from tasks.inference.crop_classifier import CropClassifier, HandReader, Reading, xyxy
 from tasks.inference.landmarks import (
     CROP_PAD,
@@ -30,6 +30,7 @@ from tasks.inference.landmarks import (
     LandmarkError,
     LandmarkReader,
     features,
+    frame_box,
 )
 from tasks.inference.palm import PalmDetector
 from tasks.inference.runtime import open_session
@@ -191,11 +192,9 @@ class FusedReader(HandReader):
                 probs = self.probabilities(image, box, found)
             except ValueError:  # the hand lies all outside the frame
                 continue
-            x1, y1, x2, y2 = box
-            height, width = image.shape[:2]
-            frame_box = Box(x1=max(x1, 0), y1=max(y1, 0), x2=min(x2, width), y2=min(y2, height))
             score = max(palm.score, found.presence)
-            hand = Detection(letter="hand", class_id=0, confidence=score, box=frame_box)
+            inside = frame_box(box, image.shape)
+            hand = Detection(letter="hand", class_id=0, confidence=score, box=inside)
             hands.append((hand, Reading(probs, _xy(found))))
         return hands
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from tasks.core.files import sha256_of
+from tasks.core.records import Box
 
 TASK_FILE = "hand_landmarker.task"
 TASK_URL = (
@@ -100,6 +101,17 @@ def hand_box(
     cx, cy = float(x0 + x1) / 2, float(y0 + y1) / 2
     half_w, half_h = LABEL_WIDTH * side / 2, LABEL_HEIGHT * side / 2
     return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+
+
+def frame_box(corners: tuple[float, float, float, float], shape: tuple[int, ...] | None) -> Box:
+    """``corners`` as a :class:`Box` kept inside a frame of ``shape`` (height, width, ...).
+
+    A box of points may reach past the frame's edge (a hand at the border); the box a
+    detection or a label carries may not. With no shape only the top and left edges hold.
+    """
+    x1, y1, x2, y2 = corners
+    height, width = shape[:2] if shape else (float("inf"), float("inf"))
+    return Box(x1=max(x1, 0.0), y1=max(y1, 0.0), x2=min(x2, width), y2=min(y2, height))
 
 
 def read_task(path: Path, sha256: str | None = None, network: str = LANDMARK_NETWORK) -> bytes:
