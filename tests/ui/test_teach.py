@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from support.boxes import corners
 
 from tasks.core.records import LETTERS, Box, Detection
 from tasks.inference.landmarks import LABEL_HEIGHT, hand_box
@@ -155,8 +156,7 @@ def test_a_face_in_view_is_never_captured_the_hand_is(fused_model, shared_datase
     shots = collector.shots()
     assert len(shots) == 2
     for shot in shots:  # the box of the hand's points, on the hand, nowhere near the face
-        corners = (shot.box.x1, shot.box.y1, shot.box.x2, shot.box.y2)
-        assert corners == pytest.approx(hand_box(read[0].landmarks))
+        assert corners(shot.box) == pytest.approx(hand_box(read[0].landmarks))
         assert shot.box.x1 >= face[2] and shot.box.y1 >= face[3] - 10
         assert shot.box.x1 < hand[2] and shot.box.y1 < hand[3]
 

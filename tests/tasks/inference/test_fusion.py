@@ -9,12 +9,28 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from support.scenes import face_and_hand, face_beside_photo, hand_boxes
+from support.boxes import corners, iou
+from support.scenes import Corners, face_and_hand, face_beside_photo, hand_boxes
 
 from tasks.data.yolo_format import list_images
-from tasks.inference.fusion import FusionRule, calibrated, fuse
+from tasks.inference.fusion import FusedReader, FusionRule, calibrated, fuse
 from tasks.inference.landmarks import LandmarkError, hand_box
 from tasks.inference.recognizer import Recognizer
+
+
+@pytest.fixture
+def fused(fused_model: Path) -> FusedReader:
+    """A fresh fused reader of the test model (a test may switch its palm detector off)."""
+    reader = Recognizer.load(str(fused_model)).fused
+    assert reader is not None
+    return reader
+
+
+def mirrored_hand_at_left(scene: np.ndarray, hand: Corners) -> Corners:
+    """Paste the scene's hand again, mirrored, at its left edge: a second signing hand."""
+    x0, y0, x1, y1 = (int(v) for v in hand)
+    scene[y0:y1, 20 : 20 + (x1 - x0)] = cv2.flip(scene[y0:y1, x0:x1], 1)
+    return (20.0, hand[1], 20.0 + hand[2] - hand[0], hand[3])
 
 
 def test_calibration_keeps_the_order_and_sharpens_or_softens() -> None:
@@ -48,40 +64,28 @@ def test_a_face_box_is_never_read_and_the_hand_beside_it_is(
     assert read[0].landmarks is not None and len(read[0].landmarks) == 21
 
 
-def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def test_a_hand_the_detector_missed_is_found_by_its_palm_and_the_face_is_not(
-    fused_model: Path, shared_dataset: Path
+    fused: FusedReader, shared_dataset: Path
 ) -> None:
-    recognizer = Recognizer.load(str(fused_model))
-    fused = recognizer.fused
-    assert fused is not None and fused.palms is not None
+    assert fused.palms is not None
     scene, face, hand = face_beside_photo(shared_dataset)
     # The detector found only the face: it is refused, and the palm detector finds the hand.
     read = fused.letters(scene, hand_boxes((face, 0.9)), conf=0.0, max_det=10, per_hand=1)
     assert len(read) == 1, "one hand read, the face never"
     found = read[0]
-    corners = (found.box.x1, found.box.y1, found.box.x2, found.box.y2)
-    assert _overlap(corners, hand) > 0.6, "read on a box like the hand's label"
-    assert _overlap(corners, face) == 0
+    box = corners(found.box)
+    assert iou(box, hand) > 0.6, "read on a box like the hand's label"
+    assert iou(box, face) == 0
     assert found.landmarks is not None and len(found.landmarks) == 21
-    assert corners == pytest.approx(hand_box(found.landmarks)), "the box of its points"
+    assert box == pytest.approx(hand_box(found.landmarks)), "the box of its points"
     # The control: without the palm detector the same frame reads nothing.
     fused.palms = None
     assert fused.letters(scene, hand_boxes((face, 0.9)), conf=0.0, max_det=10, per_hand=1) == ()
 
 
 def test_a_confirmed_hand_counts_by_its_presence_where_the_detector_is_unsure(
-    fused_model: Path, shared_dataset: Path
+    fused: FusedReader, shared_dataset: Path
 ) -> None:
-    recognizer = Recognizer.load(str(fused_model))
-    fused = recognizer.fused
-    assert fused is not None
     scene, _, hand = face_and_hand(shared_dataset)
     found = fused.hand(scene, hand)
     probs = fused.probabilities(scene, hand, found)
@@ -93,11 +97,8 @@ def test_a_confirmed_hand_counts_by_its_presence_where_the_detector_is_unsure(
 
 
 def test_a_box_the_detector_is_unsure_of_is_read_only_where_no_sure_box_holds_a_hand(
-    fused_model: Path, shared_dataset: Path
+    fused: FusedReader, shared_dataset: Path
 ) -> None:
-    recognizer = Recognizer.load(str(fused_model))
-    fused = recognizer.fused
-    assert fused is not None
     scene, face, hand = face_and_hand(shared_dataset)
     found = fused.hand(scene, hand)
     conf = found.presence * fused.probabilities(scene, hand, found).max() / 2
@@ -106,24 +107,15 @@ def test_a_box_the_detector_is_unsure_of_is_read_only_where_no_sure_box_holds_a_
     read = fused.letters(scene, hand_boxes((face, 0.9), (hand, 0.01)), conf, 10, 1)
     assert [d.box.x1 for d in read] == [hand[0]]
     # A sure hand and an unsure one: the sure one is read, the other is not even checked.
-    width = hand[2] - hand[0]
-    left = (20.0, hand[1], 20.0 + width, hand[3])
-    x0, y0, x1, y1 = (int(v) for v in hand)
-    scene[y0:y1, 20 : 20 + (x1 - x0)] = cv2.flip(scene[y0:y1, x0:x1], 1)
+    left = mirrored_hand_at_left(scene, hand)
     read = fused.letters(scene, hand_boxes((left, 0.9), (hand, 0.01)), conf, 10, 1)
     assert [d.box.x1 for d in read] == [left[0]]
 
 
-def test_several_hands_are_each_read_on_their_own(fused_model: Path, shared_dataset: Path) -> None:
-    recognizer = Recognizer.load(str(fused_model))
-    assert recognizer.fused is not None
+def test_several_hands_are_each_read_on_their_own(fused: FusedReader, shared_dataset: Path) -> None:
     scene, _, hand = face_and_hand(shared_dataset)
-    width = hand[2] - hand[0]
-    # The same hand again, mirrored, at the left: a second signing hand.
-    left = (20.0, hand[1], 20.0 + width, hand[3])
-    x0, y0, x1, y1 = (int(v) for v in hand)
-    scene[y0:y1, 20 : 20 + (x1 - x0)] = cv2.flip(scene[y0:y1, x0:x1], 1)
-    read = recognizer.fused.letters(
+    left = mirrored_hand_at_left(scene, hand)
+    read = fused.letters(
         scene, hand_boxes((hand, 0.8), (left, 0.7)), conf=0.0, max_det=10, per_hand=1
     )
     assert sorted(d.box.x1 for d in read) == [left[0], hand[0]], "each hand is read once"

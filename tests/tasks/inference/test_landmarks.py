@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support.boxes import iou
 
 from tasks.core.files import sha256_of
 from tasks.data.yolo_format import label_path, list_images, read_boxes_xyxy
@@ -19,6 +20,7 @@ from tasks.inference.landmarks import (
     LandmarkError,
     LandmarkReader,
     features,
+    frame_box,
     hand_box,
     read_task,
     square_patch,
@@ -181,9 +183,12 @@ def test_a_dataset_hand_s_points_give_a_box_like_its_label(
     for image, box, _ in _valid_hands(shared_dataset, 8):
         found = reader.read(image, box)
         if found.presence > PRESENCE:
-            a, b = hand_box(found.points), box
-            w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-            h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-            area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-            overlaps.append(w * h / (area - w * h))
+            overlaps.append(iou(hand_box(found.points), box))
     assert len(overlaps) >= 6 and np.median(overlaps) > 0.7, overlaps
+
+
+def test_a_box_of_points_is_kept_inside_the_frame() -> None:
+    inside = frame_box((-5.0, 10.0, 700.0, 500.0), (480, 640, 3))
+    assert (inside.x1, inside.y1, inside.x2, inside.y2) == (0.0, 10.0, 640.0, 480.0)
+    unbounded = frame_box((-5.0, 10.0, 700.0, 500.0), None)
+    assert (unbounded.x1, unbounded.x2, unbounded.y2) == (0.0, 700.0, 500.0), "no right/bottom"

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from skimage import data
+from support.boxes import share_inside
 from support.scenes import face_beside_photo
 
 from tasks.inference.landmarks import LANDMARK_NETWORK, LandmarkError
@@ -18,13 +19,6 @@ from tasks.inference.palm import PalmDetector, anchors
 @pytest.fixture(scope="module")
 def detector(landmarker_task: Path) -> PalmDetector:
     return PalmDetector(landmarker_task)
-
-
-def _inside(box: tuple[float, ...], region: tuple[float, ...]) -> float:
-    """The share of ``box`` that lies inside ``region``."""
-    w = max(0.0, min(box[2], region[2]) - max(box[0], region[0]))
-    h = max(0.0, min(box[3], region[3]) - max(box[1], region[1]))
-    return w * h / ((box[2] - box[0]) * (box[3] - box[1]))
 
 
 def test_anchors_are_the_cells_of_two_grids() -> None:
@@ -44,9 +38,9 @@ def test_the_palm_of_a_real_hand_is_found_and_its_region_holds_the_hand(
     assert len(palms) == 1, "one hand, one palm; the face is none"
     palm = palms[0]
     assert palm.score > 0.5
-    assert _inside(palm.box, hand) > 0.9, "the palm lies on the hand"
-    assert _inside(hand, palm.hand_region()) > 0.8, "the region the landmarks read holds it"
-    assert _inside(palm.box, face) == 0
+    assert share_inside(palm.box, hand) > 0.9, "the palm lies on the hand"
+    assert share_inside(hand, palm.hand_region()) > 0.8, "the region the landmarks read holds it"
+    assert share_inside(palm.box, face) == 0
     assert palm.keypoints.shape == (7, 2)
 
 

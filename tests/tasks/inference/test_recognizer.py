@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.boxes import corners, iou
 
 from tasks.core.records import LETTERS, Box, Detection
 from tasks.inference.recognizer import (
@@ -27,13 +28,6 @@ from tasks.inference.recognizer import (
 
 CONF = 0.001  # a 3-epoch model scores 0.001-0.02; below this its scores are the class prior
 IOU = 0.45
-
-
-def _iou(a: Box, b: Box) -> float:
-    w = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
-    h = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
-    union = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - w * h
-    return w * h / union if union > 0 else 0.0
 
 
 def _ultralytics(model: object, image: np.ndarray, max_det: int = 10) -> list[Detection]:
@@ -58,7 +52,7 @@ def _ultralytics(model: object, image: np.ndarray, max_det: int = 10) -> list[De
 
 def _same(a: Detection, b: Detection) -> bool:
     close = abs(a.confidence - b.confidence) <= 1e-6 + 0.02 * b.confidence
-    return a.letter == b.letter and close and _iou(a.box, b.box) >= 0.9
+    return a.letter == b.letter and close and iou(corners(a.box), corners(b.box)) >= 0.9
 
 
 def _assert_match(ours: list[Detection], theirs: list[Detection], k: int = 3) -> None:
